@@ -1,0 +1,1 @@
+"""Prefect flows: each reads as a plan of task calls."""

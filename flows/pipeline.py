@@ -1,0 +1,54 @@
+"""`training-pipeline`: the product's main job, one stage per task.
+
+Today it runs: demo data (when no dataset is given) -> validate and split. Teacher fine-tuning, distillation,
+export, evaluation and benchmarking join as their stages land; until then the run says where it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from pydantic import BaseModel
+
+from mlcore.data.prepare import DatasetReport
+from mlcore.errors import DatasetError
+from tasks.demo import make_demo_data_task
+from tasks.validate import validate_dataset_task
+
+STAGES_AVAILABLE = ("validate", "split")
+
+
+class PipelineResult(BaseModel):
+    workdir: str
+    dataset: DatasetReport
+    stages_run: list[str]
+
+    @property
+    def summary(self) -> str:
+        report = self.dataset
+        splits = ", ".join(f"{k} {v}" for k, v in report.splits.items()) or "none"
+        return (f"dataset {report.dataset}: {report.annotation_mode}, {report.num_classes} classes, "
+                f"{report.counts.get('warning', 0)} warning(s); splits: {splits}\n"
+                f"outputs in {report.output_dir}\nstages run: {', '.join(self.stages_run)}")
+
+
+@flow(name="training-pipeline", log_prints=True)
+def training_pipeline(
+    data: str | None = None,
+    images: str | None = None,
+    workdir: str = "data/demo",
+    split: str = "train:0.7,val:0.15,test:0.15",
+    seed: int = 42,
+) -> PipelineResult:
+    """Run every available stage on DATA (a COCO JSON); without DATA, on a generated demo dataset in WORKDIR."""
+    stages = []
+    if data is None:
+        data = make_demo_data_task(str(Path(workdir) / "dataset"), seed=seed)
+        stages.append("demo-data")
+    report = validate_dataset_task(data, images=images, output=str(Path(workdir) / "prepared"), split=split,
+                                   seed=seed)
+    stages += list(STAGES_AVAILABLE)
+    if not report.usable:
+        raise DatasetError("the dataset is not usable", where=data, fix=f"see {report.outputs.get('report')}")
+    return PipelineResult(workdir=workdir, dataset=report, stages_run=stages)

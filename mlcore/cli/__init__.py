@@ -1,0 +1,1 @@
+"""The `mlcore` console command. Library code never imports this package."""

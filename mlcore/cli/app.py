@@ -1,0 +1,137 @@
+"""`mlcore` command line: thin commands over the library; user errors print as one message, exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from mlcore.errors import MlcoreError
+
+app = typer.Typer(
+    name="mlcore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Turn a COCO-annotated dataset into a fast, prompt-free edge model.",
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+EXIT_UNUSABLE = 2
+
+
+class ImageCheckOption(str, Enum):
+    full = "full"
+    header = "header"
+    none = "none"
+
+
+class ModeOption(str, Enum):
+    auto = "auto"
+    detection_only = "detection_only"
+    segmentation_only = "segmentation_only"
+    detection_and_segmentation = "detection_and_segmentation"
+
+
+class DemoModeOption(str, Enum):
+    both = "both"
+    boxes = "boxes"
+    masks = "masks"
+
+
+@app.callback()
+def _setup(
+    log_level: Annotated[str, typer.Option(help="Console log level: DEBUG, INFO, WARNING.")] = "WARNING",
+    log_file: Annotated[Optional[Path], typer.Option(envvar="MLCORE_LOG_FILE",
+                                                     help="Also log (DEBUG and up) to this rotating file.")] = None,
+) -> None:
+    from mlcore.logs import setup_logging
+
+    setup_logging(level=log_level.upper(), log_file=log_file)
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Option("--data", help="COCO annotation JSON.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: found beside the JSON).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Write splits, e.g. train:0.7,val:0.15,test:0.15.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
+    output: Annotated[Optional[Path], typer.Option(help="Output folder (default: <stem>_prepared/ beside the JSON).")] = None,
+    generate_configs: Annotated[bool, typer.Option("--generate-configs",
+                                                   help="Write filled active configs under --configs-dir.")] = False,
+    configs_dir: Annotated[Path, typer.Option(help="Where --generate-configs writes.")] = Path("configs"),
+    image_check: Annotated[ImageCheckOption, typer.Option(
+        help="full: decode every image; header: open headers only; none: trust the JSON.")] = ImageCheckOption.header,
+    keep_empty_classes: Annotated[bool, typer.Option("--keep-empty-classes",
+                                                     help="Keep categories no annotation uses as classes.")] = False,
+    mode: Annotated[ModeOption, typer.Option(help="Annotation mode; auto detects it.")] = ModeOption.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Check a COCO dataset, repair what can be repaired, detect its mode, and split it."""
+    from mlcore.data.prepare import prepare_dataset
+
+    report = prepare_dataset(
+        data, images_dir=images, output_dir=output, split=split, seed=seed, image_check=image_check.value,
+        keep_empty_classes=keep_empty_classes, mode=None if mode == ModeOption.auto else mode.value,
+        progress=progress and not as_json,
+    )
+    if generate_configs and report.usable:
+        from mlcore.config.active import write_active_configs
+
+        written = write_active_configs(report, configs_dir)
+        report.outputs["configs"] = str(configs_dir)
+        if not as_json:
+            stdout.print(f"wrote {len(written)} active config(s) under {configs_dir}")
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        from mlcore.cli.summary import print_summary
+
+        print_summary(report, stdout)
+    raise typer.Exit(0 if report.usable else EXIT_UNUSABLE)
+
+
+@app.command("demo-data")
+def demo_data(
+    output: Annotated[Path, typer.Option(help="Folder to write images/ and annotations.json into.")],
+    mode: Annotated[DemoModeOption, typer.Option(help="both: boxes and polygons; boxes; masks.")] = DemoModeOption.both,
+    images: Annotated[int, typer.Option("--images", min=1, help="Number of images.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Generate a small COCO dataset of simple shapes with exact polygons."""
+    from mlcore.data.demo import make_demo_dataset
+
+    path = make_demo_dataset(output, mode=mode.value, num_images=images, seed=seed)
+    stdout.print(f"wrote {images} images and {path}", highlight=False)
+
+
+@app.command()
+def run(
+    data: Annotated[Optional[Path], typer.Option(help="COCO annotation JSON (default: generated demo data).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder.")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where demo data and outputs go.")] = Path("data/demo"),
+    split: Annotated[str, typer.Option(help="Split ratios.")] = "train:0.7,val:0.15,test:0.15",
+    seed: Annotated[int, typer.Option(help="Seed for data generation and the split.")] = 42,
+) -> None:
+    """Run the pipeline on built-in defaults, orchestrated by Prefect (an embedded server when none is set)."""
+    from flows.pipeline import training_pipeline
+
+    result = training_pipeline(data=str(data) if data else None, images=str(images) if images else None,
+                               workdir=str(workdir), split=split, seed=seed)
+    stdout.print(result.summary, highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except MlcoreError as error:
+        stderr.print("[bold red]error[/]: ", end="")
+        stderr.print(str(error), markup=False, highlight=False)
+        sys.exit(EXIT_UNUSABLE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What validation found: each finding says how bad, where (a JSON path or a file) and how to fix it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+
+class Severity(str, Enum):
+    """`error` makes the dataset unusable as it is; `warning` was fixed or worked around; `info` is for the record."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Finding(BaseModel):
+    severity: Severity
+    code: str = Field(description="Stable machine-readable name of the rule, e.g. 'bbox_outside_image'.")
+    path: str = Field(description="Where: a JSON path such as 'annotations[812].segmentation', or a file path.")
+    message: str
+    fix: str = ""
+
+
+class Findings:
+    """An append-only list of findings with cheap counting by severity and code."""
+
+    def __init__(self) -> None:
+        self.items: list[Finding] = []
+        self._by_severity: Counter[Severity] = Counter()
+
+    def add(self, severity: Severity, code: str, path: str, message: str, fix: str = "") -> None:
+        self.items.append(Finding(severity=severity, code=code, path=path, message=message, fix=fix))
+        self._by_severity[severity] += 1
+
+    def error(self, code: str, path: str, message: str, fix: str = "") -> None:
+        self.add(Severity.ERROR, code, path, message, fix)
+
+    def warning(self, code: str, path: str, message: str, fix: str = "") -> None:
+        self.add(Severity.WARNING, code, path, message, fix)
+
+    def info(self, code: str, path: str, message: str, fix: str = "") -> None:
+        self.add(Severity.INFO, code, path, message, fix)
+
+    def count(self, severity: Severity) -> int:
+        return self._by_severity[severity]
+
+    @property
+    def has_errors(self) -> bool:
+        return self._by_severity[Severity.ERROR] > 0
+
+    def codes(self) -> Counter[str]:
+        return Counter(item.code for item in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

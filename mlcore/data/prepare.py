@@ -1,0 +1,214 @@
+"""`validate`: check a COCO dataset, repair what can be repaired, detect its mode, split it, write it all down.
+
+Writes into the output folder: report.json (always), and when the data is usable annotations.cleaned.json,
+.mode_config.json and, with a split, one COCO file per split. The input file is only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+from pydantic import BaseModel, Field
+
+from mlcore.data.coco_reader import RawCoco, read_coco
+from mlcore.data.coco_writer import write_coco
+from mlcore.data.findings import Finding, Findings, Severity
+from mlcore.data.images import ImageCheck, choose_image_root
+from mlcore.data.mode import (AnnotationMode, detect_mode, distillation_template, recommended_student,
+                              recommended_teachers)
+from mlcore.data.mode_config import DISTILLATION_LOSSES, MODE_CONFIG_NAME, DistillationSettings, ModeConfig
+from mlcore.data.split import parse_ratios, stratified_split
+from mlcore.data.stats import DatasetStatistics, compute_statistics
+from mlcore.data.validation import ValidatedCoco, validate_coco
+from mlcore.errors import DatasetError
+from mlcore.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.json"
+CLEANED_NAME = "annotations.cleaned.json"
+
+
+class DatasetReport(BaseModel):
+    """Everything `validate` found and wrote; saved as report.json."""
+
+    dataset: str
+    dataset_sha256: str
+    images_root: str
+    output_dir: str
+    usable: bool
+    annotation_mode: AnnotationMode | None = None
+    num_classes: int = 0
+    counts: dict[str, int] = Field(description="Findings per severity.")
+    repairs: dict[str, int] = Field(default_factory=dict, description="Automatic repairs in the cleaned copy.")
+    splits: dict[str, int] = Field(default_factory=dict, description="Images per split file written.")
+    statistics: DatasetStatistics | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    findings: list[Finding]
+
+
+def default_output_dir(annotation_file: Path) -> Path:
+    return annotation_file.parent / f"{annotation_file.stem}_prepared"
+
+
+def prepare_dataset(
+    annotation_file: str | Path,
+    *,
+    images_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    split: str | None = None,
+    seed: int = 42,
+    image_check: ImageCheck = "header",
+    keep_empty_classes: bool = False,
+    mode: AnnotationMode | None = None,
+    progress: bool = True,
+) -> DatasetReport:
+    annotation_file = Path(annotation_file)
+    output_dir = Path(output_dir) if output_dir else default_output_dir(annotation_file)
+    ratios = parse_ratios(split) if split else None  # fail on a bad --split before the long work
+    raw = read_coco(annotation_file)
+    images_root = _images_root(raw, images_dir)
+    log.info("validating %s (images in %s)", annotation_file, images_root)
+    data = validate_coco(raw, images_root, image_check, progress=progress)
+    findings = data.findings
+
+    class_categories = _class_categories(data, keep_empty_classes)
+    if not data.annotations:
+        findings.error("no_annotations", "annotations", "no usable annotation remains",
+                       "annotate the images (see the findings above for annotations that were dropped)")
+    detected, evidence = detect_mode(data, findings)
+    if mode and mode != detected:
+        if mode != "detection_only" and evidence.with_mask == 0:
+            findings.error("mode_needs_masks", "annotations", f"--mode {mode} needs masks and no annotation has one",
+                           "add segmentations, or drop --mode to let the data decide")
+        else:
+            findings.info("mode_forced", "annotations", f"mode {mode} forced; the data alone says {detected}")
+    annotation_mode = mode or detected
+    statistics = compute_statistics(data)
+    usable = not findings.has_errors
+
+    report = DatasetReport(
+        dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
+        output_dir=str(output_dir), usable=usable, annotation_mode=annotation_mode if usable else None,
+        num_classes=len(class_categories), counts={}, statistics=statistics, findings=[],
+        repairs={"boxes_and_areas_from_masks": data.boxes_from_masks,
+                 "annotation_ids_renumbered": data.renumbered_annotations},
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if usable:
+        header = raw.extra
+        cleaned = output_dir / CLEANED_NAME
+        write_coco(cleaned, header=header, images=[i.out for i in data.images],
+                   annotations=[a.out for a in data.annotations], categories=data.category_records)
+        report.outputs["cleaned"] = str(cleaned)
+        if ratios:
+            report.splits = _write_splits(data, header, ratios, seed, output_dir, findings, report.outputs)
+        mode_config = ModeConfig(
+            annotation_mode=annotation_mode, num_classes=len(class_categories),
+            class_mapping={str(i): c.name for i, c in enumerate(class_categories)},
+            category_ids={str(i): c.id for i, c in enumerate(class_categories)},
+            recommended_teachers=recommended_teachers(annotation_mode),
+            recommended_student=recommended_student(annotation_mode, len(class_categories)),
+            distillation_config=DistillationSettings(template=distillation_template(annotation_mode),
+                                                     losses=DISTILLATION_LOSSES[annotation_mode]),
+            dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
+            mode_evidence=evidence, statistics=statistics,
+        )
+        report.outputs["mode_config"] = str(mode_config.write(output_dir))
+    else:
+        _remove_stale_outputs(output_dir)
+    report.findings = findings.items
+    report.counts = {severity.value: findings.count(severity) for severity in Severity}
+    report_path = output_dir / REPORT_NAME
+    report.outputs["report"] = str(report_path)
+    write_json_atomic(report_path, report.model_dump(mode="json"))
+    return report
+
+
+def _images_root(raw: RawCoco, images_dir: str | Path | None) -> Path:
+    if images_dir is not None:
+        root = Path(images_dir)
+        if not root.is_dir():
+            raise DatasetError("image folder not found", where=str(root), fix="pass the folder holding the images")
+        return root
+    decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+    names = []
+    for record in raw.images[:50]:
+        try:
+            name = msgspec.json.decode(decoder.decode(record).get("file_name", b"null"))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if isinstance(name, str):
+            names.append(name)
+    return choose_image_root(raw.path, names)
+
+
+def _class_categories(data: ValidatedCoco, keep_empty: bool) -> list:
+    """Categories that become classes, in category-id order; unused ones are reported and, by default, left out."""
+    used = {ann.category_id for ann in data.annotations if not ann.iscrowd}
+    classes = []
+    for index, category in enumerate(sorted(data.categories, key=lambda c: c.id)):
+        if category.id in used or keep_empty:
+            classes.append(category)
+        if category.id not in used:
+            data.findings.add(
+                Severity.INFO if keep_empty else Severity.WARNING, "category_unused", f"categories[id={category.id}]",
+                f"category '{category.name}' (id {category.id}) has no annotation"
+                + ("; kept as a class (--keep-empty-classes)" if keep_empty else "; left out of the class mapping"),
+                "annotate it, remove it, or pass --keep-empty-classes to keep it as a class",
+            )
+    negatives = sum(1 for image in data.images if image.id not in {a.image_id for a in data.annotations})
+    if negatives:
+        data.findings.info("negative_images", "images",
+                           f"{negatives} image(s) have no annotation; kept as negatives (background examples)",
+                           "nothing to do, unless they were meant to be annotated")
+    return classes
+
+
+def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], seed: int, output_dir: Path,
+                  findings: Findings, outputs: dict[str, str]) -> dict[str, int]:
+    labels: dict[int, set[int]] = {image.id: set() for image in data.images}
+    for ann in data.annotations:
+        if not ann.iscrowd:
+            labels[ann.image_id].add(ann.category_id)
+    assignment = stratified_split({k: sorted(v) for k, v in labels.items()}, ratios, seed)
+    annotations_of: dict[int, list] = defaultdict(list)
+    for ann in data.annotations:
+        annotations_of[ann.image_id].append(ann.out)
+    images_by_id = {image.id: image for image in data.images}
+    names = {c.id: c.name for c in data.categories}
+    short = []
+    for category_id in sorted({c for v in labels.values() for c in v}):
+        missing = [name for name, ids in assignment.items() if not any(category_id in labels[i] for i in ids)]
+        if missing:
+            short.append(f"'{names[category_id]}' (not in {', '.join(missing)})")
+    if short:
+        findings.warning("classes_missing_from_splits", "annotations",
+                         f"{len(short)} class(es) have too few images to appear in every split: " + "; ".join(short),
+                         "annotate more images of these classes, or evaluate them on the splits that have them")
+    for name, image_ids in assignment.items():
+        if not image_ids:
+            findings.warning("split_empty", f"--split {name}",
+                             f"split '{name}' got no image ({len(data.images)} images in all)",
+                             "use more images or fewer splits; a split with no image cannot be evaluated")
+    counts = {}
+    for name, image_ids in assignment.items():
+        path = output_dir / f"{name}.json"
+        write_coco(path, header=header, images=[images_by_id[i].out for i in image_ids],
+                   annotations=[out for i in image_ids for out in annotations_of[i]],
+                   categories=data.category_records)
+        outputs[name] = str(path)
+        counts[name] = len(image_ids)
+    return counts
+
+
+def _remove_stale_outputs(output_dir: Path) -> None:
+    """An unusable dataset must not leave an older run's mode config or splits for the next step to pick up."""
+    for name in (MODE_CONFIG_NAME, CLEANED_NAME, "train.json", "val.json", "test.json"):
+        stale = output_dir / name
+        if stale.exists():
+            log.info("removing %s from an earlier run: this dataset is not usable", stale)
+            stale.unlink()

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that call mlcore and publish what a person watching the run wants to see."""

@@ -1,0 +1,45 @@
+"""The validation step as a Prefect task."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from mlcore.data.prepare import DatasetReport, prepare_dataset
+
+
+def _markdown(report: DatasetReport) -> str:
+    stats = report.statistics
+    lines = [
+        f"## Dataset validation: {'usable' if report.usable else 'NOT usable'}",
+        "",
+        f"- file: `{report.dataset}` (sha256 `{report.dataset_sha256[:12]}`)",
+        f"- mode: **{report.annotation_mode or '-'}**, classes: {report.num_classes}",
+        f"- images: {stats.images if stats else 0}, annotations: {stats.annotations if stats else 0}",
+        f"- findings: {report.counts.get('error', 0)} errors, {report.counts.get('warning', 0)} warnings",
+    ]
+    if report.splits:
+        lines.append("- splits: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()))
+    errors = [f for f in report.findings if f.severity.value == "error"][:20]
+    if errors:
+        lines += ["", "| rule | where | message | fix |", "|---|---|---|---|"]
+        lines += [f"| {f.code} | `{f.path}` | {f.message} | {f.fix} |" for f in errors]
+    return "\n".join(lines)
+
+
+# Validation is fast and deterministic, and a bad dataset does not get better by retrying: no retries, no cache.
+@task(name="validate-dataset", retries=0, cache_policy=NONE, timeout_seconds=3600)
+def validate_dataset_task(
+    data: str,
+    images: str | None = None,
+    output: str | None = None,
+    split: str | None = None,
+    seed: int = 42,
+    image_check: str = "header",
+) -> DatasetReport:
+    report = prepare_dataset(data, images_dir=images, output_dir=output, split=split, seed=seed,
+                             image_check=image_check, progress=False)
+    create_markdown_artifact(_markdown(report), key="dataset-validation",
+                             description=f"Validation of {data}")
+    return report
