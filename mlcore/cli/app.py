@@ -62,6 +62,8 @@ def validate(
     generate_configs: Annotated[bool, typer.Option("--generate-configs",
                                                    help="Write filled active configs under --configs-dir.")] = False,
     configs_dir: Annotated[Path, typer.Option(help="Where --generate-configs writes.")] = Path("configs"),
+    overwrite_configs: Annotated[bool, typer.Option("--overwrite-configs",
+                                                    help="Replace active configs that already exist.")] = False,
     image_check: Annotated[ImageCheckOption, typer.Option(
         help="full: decode every image; header: open headers only; none: trust the JSON.")] = ImageCheckOption.header,
     keep_empty_classes: Annotated[bool, typer.Option("--keep-empty-classes",
@@ -80,8 +82,11 @@ def validate(
     )
     if generate_configs and report.usable:
         from mlcore.config.active import write_active_configs
+        from mlcore.data.mode_config import ModeConfig
 
-        written = write_active_configs(report, configs_dir)
+        splits = {name: report.outputs[name] for name in report.splits}
+        written = write_active_configs(ModeConfig.read(Path(report.outputs["mode_config"])), splits, configs_dir,
+                                       overwrite=overwrite_configs)
         report.outputs["configs"] = str(configs_dir)
         if not as_json:
             stdout.print(f"wrote {len(written)} active config(s) under {configs_dir}")
@@ -106,6 +111,29 @@ def demo_data(
 
     path = make_demo_dataset(output, mode=mode.value, num_images=images, seed=seed)
     stdout.print(f"wrote {images} images and {path}", highlight=False)
+
+
+config_app = typer.Typer(help="Configuration templates and files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """List the shipped templates (configs/templates/)."""
+    from mlcore.config import CONFIG_SCHEMAS, templates_dir
+
+    for kind in sorted(CONFIG_SCHEMAS):
+        stdout.print(f"{kind:32} {templates_dir() / (kind + '.template.yaml')}", highlight=False)
+
+
+@config_app.command("check")
+def config_check(files: Annotated[list[Path], typer.Argument(help="YAML config files to validate.")]) -> None:
+    """Validate config files against their schemas (the `kind:` key picks the schema)."""
+    from mlcore.config import load_config
+
+    for path in files:
+        config = load_config(path)
+        stdout.print(f"ok  {path} ({type(config).__name__})", highlight=False)
 
 
 @app.command()

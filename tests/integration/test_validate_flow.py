@@ -1,0 +1,64 @@
+"""The validate-dataset flow and the main job on a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlcore.data.demo import make_demo_dataset
+from mlcore.errors import DatasetError
+
+pytestmark = pytest.mark.integration
+
+
+def test_validate_flow_writes_outputs_and_an_artifact(prefect_server, tmp_path):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.validate_dataset import validate_dataset
+
+    data = make_demo_dataset(tmp_path / "demo", num_images=10)
+    report = validate_dataset(str(data), output=str(tmp_path / "out"))
+    assert report.usable and report.splits and (tmp_path / "out" / ".mode_config.json").is_file()
+
+    import anyio
+
+    async def latest_artifact():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dataset-validation"])))
+
+    artifacts = anyio.run(latest_artifact)
+    assert any("Dataset validation: usable" in (a.data or "") for a in artifacts)
+
+
+def test_validate_flow_fails_on_an_unusable_dataset(prefect_server, tmp_path):
+    from flows.validate_dataset import validate_dataset
+
+    data = make_demo_dataset(tmp_path / "demo", num_images=4)
+    broken = json.loads(data.read_text())
+    broken["images"][0]["file_name"] = "../escape.jpg"
+    data.write_text(json.dumps(broken))
+    state = validate_dataset(str(data), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(DatasetError, match="images\\[0\\].file_name"):
+        state.result()
+
+
+def test_main_job_runs_end_to_end_with_embedded_prefect(tmp_path):
+    """The README's first command, as a user runs it: no server configured, defaults only."""
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    result = subprocess.run([sys.executable, "-m", "mlcore.cli.app", "run", "--workdir", str(tmp_path / "w")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stages run: demo-data, validate, split" in result.stdout
+    prepared = tmp_path / "w" / "prepared"
+    assert json.loads((prepared / ".mode_config.json").read_text())["annotation_mode"] == \
+        "detection_and_segmentation"
+    assert {p.name for p in prepared.glob("*.json")} >= {"train.json", "val.json", "test.json", "report.json"}
