@@ -1,0 +1,77 @@
+"""Read access to a prepared COCO file for the training stages: one sample per image, masks decoded on demand.
+
+Meant for files `validate` wrote (cleaned copy or a split), so it trusts them: no rule checking here. Memory stays
+low for large files: each annotation keeps its raw segmentation bytes until a sample's masks are asked for.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from mlcore.data.coco_reader import read_coco
+from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, CocoImage
+from mlcore.data.images import choose_image_root
+from mlcore.data.masks import decode_to_mask
+
+_segmentation_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class Sample:
+    image_id: int
+    image_path: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # (n, 4) float32, x, y, width, height in pixels
+    category_ids: np.ndarray  # (n,) int64, COCO category ids
+    iscrowd: np.ndarray  # (n,) bool
+    _segmentations: tuple[msgspec.Raw, ...]
+
+    def masks(self) -> np.ndarray:
+        """(n, height, width) uint8 masks; an annotation without a mask gives an empty one."""
+        out = np.zeros((len(self._segmentations), self.height, self.width), dtype=np.uint8)
+        for index, raw in enumerate(self._segmentations):
+            if raw:
+                out[index] = decode_to_mask(_segmentation_decoder.decode(raw), self.height, self.width)
+        return out
+
+    @property
+    def has_masks(self) -> np.ndarray:
+        return np.array([bool(raw) and bytes(raw) not in (b"[]", b"null") for raw in self._segmentations])
+
+
+class CocoDataset:
+    """Images in file order; `dataset[i]` is a Sample with that image's annotations."""
+
+    def __init__(self, annotation_file: str | Path, images_dir: str | Path | None = None) -> None:
+        raw = read_coco(annotation_file)
+        self.sha256 = raw.sha256
+        self.images = [msgspec.json.decode(r, type=CocoImage) for r in raw.images]
+        self.categories = [msgspec.json.decode(r, type=CocoCategory) for r in raw.categories]
+        self.images_root = Path(images_dir) if images_dir else choose_image_root(
+            raw.path, [image.file_name for image in self.images[:50]])
+        self._annotations: dict[int, list[CocoAnnotation]] = defaultdict(list)
+        decoder = msgspec.json.Decoder(CocoAnnotation)
+        for record in raw.annotations:
+            annotation = decoder.decode(record)
+            self._annotations[annotation.image_id].append(annotation)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        image = self.images[index]
+        annotations = self._annotations.get(image.id, [])
+        return Sample(
+            image_id=image.id, image_path=self.images_root / image.file_name,
+            width=int(image.width or 0), height=int(image.height or 0),
+            boxes=np.array([a.bbox or [0, 0, 0, 0] for a in annotations], dtype=np.float32).reshape(-1, 4),
+            category_ids=np.array([a.category_id for a in annotations], dtype=np.int64),
+            iscrowd=np.array([bool(a.iscrowd) for a in annotations], dtype=bool),
+            _segmentations=tuple(a.segmentation for a in annotations),
+        )
