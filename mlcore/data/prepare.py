@@ -88,6 +88,10 @@ def prepare_dataset(
             findings.info("mode_forced", "annotations", f"mode {mode} forced; the data alone says {detected}")
     annotation_mode = mode or detected
     statistics = compute_statistics(data)
+    if statistics.negative_images:
+        findings.info("negative_images", "images",
+                      f"{statistics.negative_images} image(s) have no annotation; kept as negatives (background "
+                      "examples)", "nothing to do, unless they were meant to be annotated")
     usable = not findings.has_errors
 
     report = DatasetReport(
@@ -150,21 +154,17 @@ def _class_categories(data: ValidatedCoco, keep_empty: bool) -> list:
     """Categories that become classes, in category-id order; unused ones are reported and, by default, left out."""
     used = {ann.category_id for ann in data.annotations if not ann.iscrowd}
     classes = []
-    for index, category in enumerate(sorted(data.categories, key=lambda c: c.id)):
+    for category in sorted(data.categories, key=lambda c: c.id):
         if category.id in used or keep_empty:
             classes.append(category)
         if category.id not in used:
             data.findings.add(
-                Severity.INFO if keep_empty else Severity.WARNING, "category_unused", f"categories[id={category.id}]",
+                Severity.INFO if keep_empty else Severity.WARNING, "category_unused",
+                f"categories[{data.category_positions[category.id]}]",
                 f"category '{category.name}' (id {category.id}) has no annotation"
                 + ("; kept as a class (--keep-empty-classes)" if keep_empty else "; left out of the class mapping"),
                 "annotate it, remove it, or pass --keep-empty-classes to keep it as a class",
             )
-    negatives = sum(1 for image in data.images if image.id not in {a.image_id for a in data.annotations})
-    if negatives:
-        data.findings.info("negative_images", "images",
-                           f"{negatives} image(s) have no annotation; kept as negatives (background examples)",
-                           "nothing to do, unless they were meant to be annotated")
     return classes
 
 

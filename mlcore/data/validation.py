@@ -57,6 +57,7 @@ class ValidatedCoco:
     images_root: Path
     boxes_from_masks: int = 0
     renumbered_annotations: int = 0
+    category_positions: dict[int, int] = field(default_factory=dict)  # category id -> index in the file
     extra_top_level: dict[str, msgspec.Raw] = field(default_factory=dict)
 
 
@@ -69,9 +70,9 @@ def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, prog
             "fix the tool that exported it (Python: json.dump(..., allow_nan=False) shows where)",
         )
     images, listed_image_ids = _validate_images(raw, images_root, image_check, findings, progress)
-    categories, category_records = _validate_categories(raw, findings)
+    categories, category_records, positions = _validate_categories(raw, findings)
     result = ValidatedCoco(images=images, categories=categories, category_records=category_records,
-                           annotations=[], findings=findings, images_root=images_root)
+                           annotations=[], findings=findings, images_root=images_root, category_positions=positions)
     _validate_annotations(raw, result, listed_image_ids)
     return result
 
@@ -159,7 +160,9 @@ def _validate_images(raw: RawCoco, root: Path, check: ImageCheck, findings: Find
     return records, set(seen_ids)
 
 
-def _validate_categories(raw: RawCoco, findings: Findings) -> tuple[list[CocoCategory], list[msgspec.Raw]]:
+def _validate_categories(
+    raw: RawCoco, findings: Findings
+) -> tuple[list[CocoCategory], list[msgspec.Raw], dict[int, int]]:
     categories: list[CocoCategory] = []
     records: list[msgspec.Raw] = []
     ids: dict[int, int] = {}
@@ -184,7 +187,7 @@ def _validate_categories(raw: RawCoco, findings: Findings) -> tuple[list[CocoCat
     if not raw.categories:
         findings.error("no_categories", "categories", "the file lists no categories",
                        "add a 'categories' entry per class: {\"id\": 1, \"name\": \"car\"}")
-    return categories, records
+    return categories, records, ids
 
 
 def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids: set[int]) -> None:
