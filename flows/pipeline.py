@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.states import State
 from pydantic import BaseModel
 
 from mlcore.data.prepare import DatasetReport
-from mlcore.errors import DatasetError
 from tasks.demo import make_demo_data_task
-from tasks.validate import validate_dataset_task
+from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 STAGES_AVAILABLE = ("validate", "split")
 
@@ -40,7 +40,7 @@ def training_pipeline(
     workdir: str = "data/demo",
     split: str = "train:0.7,val:0.15,test:0.15",
     seed: int = 42,
-) -> PipelineResult:
+) -> PipelineResult | State:
     """Run every available stage on DATA (a COCO JSON); without DATA, on a generated demo dataset in WORKDIR."""
     stages = []
     if data is None:
@@ -50,5 +50,5 @@ def training_pipeline(
                                    seed=seed)
     stages += list(STAGES_AVAILABLE)
     if not report.usable:
-        raise DatasetError("the dataset is not usable", where=data, fix=f"see {report.outputs.get('report')}")
+        return unusable_dataset_state(report)
     return PipelineResult(workdir=workdir, dataset=report, stages_run=stages)

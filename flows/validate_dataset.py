@@ -1,14 +1,14 @@
-"""`validate-dataset`: check a COCO dataset and fail the run, with the reasons, when it is not usable."""
+"""`validate-dataset`: check a COCO dataset; the run fails, naming the errors, when the data is not usable."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from prefect import flow
+from prefect.states import State
 
 from mlcore.data.prepare import DatasetReport
-from mlcore.errors import DatasetError
-from tasks.validate import validate_dataset_task
+from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 
 @flow(name="validate-dataset", log_prints=True)
@@ -19,12 +19,15 @@ def validate_dataset(
     split: str | None = "train:0.7,val:0.15,test:0.15",
     seed: int = 42,
     image_check: Literal["full", "header", "none"] = "header",
-) -> DatasetReport:
-    """Validate DATA (a COCO JSON), write the cleaned copy, mode config and splits beside it or into OUTPUT."""
+    mode: Literal["detection_only", "segmentation_only", "detection_and_segmentation"] | None = None,
+    keep_empty_classes: bool = False,
+    configs_dir: str | None = None,
+) -> DatasetReport | State:
+    """Validate DATA (a COCO JSON); write the cleaned copy, mode config and splits beside it or into OUTPUT.
+
+    MODE forces the annotation mode (default: detected); CONFIGS_DIR also writes the active configs for the mode.
+    """
     report = validate_dataset_task(data, images=images, output=output, split=split, seed=seed,
-                                   image_check=image_check)
-    if not report.usable:
-        errors = [f"{f.path}: {f.message}" for f in report.findings if f.severity.value == "error"]
-        raise DatasetError(f"{len(errors)} error(s): " + "; ".join(errors[:5]), where=data,
-                           fix=f"see {report.outputs.get('report')}")
-    return report
+                                   image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
+                                   configs_dir=configs_dir)
+    return report if report.usable else unusable_dataset_state(report)

@@ -114,14 +114,18 @@ def setup_logging(
     configured elsewhere does not print every line twice.
     """
     logger = logging.getLogger(ROOT_LOGGER_NAME)
-    logger.setLevel(level.upper() if isinstance(level, str) else level)
+    console_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    # The file keeps everything from DEBUG up; `level` only quiets the console.
+    logger.setLevel(logging.DEBUG if log_file is not None else console_level)
     for handler in [h for h in logger.handlers if getattr(h, _OWNED, False)]:
         logger.removeHandler(handler)
         handler.close()
 
     handlers: list[logging.Handler] = []
     if console:
-        handlers.append(_console_handler())
+        console_handler = _console_handler()
+        console_handler.setLevel(console_level)
+        handlers.append(console_handler)
     if log_file is not None:
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)

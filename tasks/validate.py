@@ -5,8 +5,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.states import Failed, State
 
+from mlcore.data.findings import Severity
 from mlcore.data.prepare import DatasetReport, prepare_dataset
+
+MAX_ERRORS_SHOWN = 20
 
 
 def _markdown(report: DatasetReport) -> str:
@@ -21,11 +25,19 @@ def _markdown(report: DatasetReport) -> str:
     ]
     if report.splits:
         lines.append("- splits: " + ", ".join(f"{k} {v}" for k, v in report.splits.items()))
-    errors = [f for f in report.findings if f.severity.value == "error"][:20]
+    errors = [f for f in report.findings if f.severity == Severity.ERROR][:MAX_ERRORS_SHOWN]
     if errors:
         lines += ["", "| rule | where | message | fix |", "|---|---|---|---|"]
         lines += [f"| {f.code} | `{f.path}` | {f.message} | {f.fix} |" for f in errors]
     return "\n".join(lines)
+
+
+def unusable_dataset_state(report: DatasetReport) -> State:
+    """A failed final state that says why, without a traceback: bad data is the user's to fix, not a crash."""
+    errors = [f"{f.path}: {f.message}" for f in report.findings if f.severity == Severity.ERROR]
+    shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+    return Failed(message=f"{report.dataset} is not usable ({len(errors)} error(s)): {shown}. "
+                          f"Full report: {report.outputs.get('report')}")
 
 
 # Validation is fast and deterministic, and a bad dataset does not get better by retrying: no retries, no cache.
@@ -37,9 +49,12 @@ def validate_dataset_task(
     split: str | None = None,
     seed: int = 42,
     image_check: str = "header",
+    mode: str | None = None,
+    keep_empty_classes: bool = False,
+    configs_dir: str | None = None,
 ) -> DatasetReport:
     report = prepare_dataset(data, images_dir=images, output_dir=output, split=split, seed=seed,
-                             image_check=image_check, progress=False)
-    create_markdown_artifact(_markdown(report), key="dataset-validation",
-                             description=f"Validation of {data}")
+                             image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
+                             configs_dir=configs_dir, progress=False)
+    create_markdown_artifact(_markdown(report), key="dataset-validation", description=f"Validation of {data}")
     return report

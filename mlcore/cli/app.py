@@ -16,10 +16,18 @@ app = typer.Typer(
     name="mlcore", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Turn a COCO-annotated dataset into a fast, prompt-free edge model.",
 )
-stdout = Console()
-stderr = Console(stderr=True)
+# soft_wrap: piped output (CI logs, `| less`) keeps long paths and messages on one line.
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 EXIT_UNUSABLE = 2
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
 
 
 class ImageCheckOption(str, Enum):
@@ -43,13 +51,13 @@ class DemoModeOption(str, Enum):
 
 @app.callback()
 def _setup(
-    log_level: Annotated[str, typer.Option(help="Console log level: DEBUG, INFO, WARNING.")] = "WARNING",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Console log level.")] = LogLevel.WARNING,
     log_file: Annotated[Optional[Path], typer.Option(envvar="MLCORE_LOG_FILE",
-                                                     help="Also log (DEBUG and up) to this rotating file.")] = None,
+                                                     help="Also log, from DEBUG up, to this rotating file.")] = None,
 ) -> None:
     from mlcore.logs import setup_logging
 
-    setup_logging(level=log_level.upper(), log_file=log_file)
+    setup_logging(level=log_level.value, log_file=log_file)
 
 
 @app.command()
@@ -78,18 +86,9 @@ def validate(
     report = prepare_dataset(
         data, images_dir=images, output_dir=output, split=split, seed=seed, image_check=image_check.value,
         keep_empty_classes=keep_empty_classes, mode=None if mode == ModeOption.auto else mode.value,
+        configs_dir=configs_dir if generate_configs else None, overwrite_configs=overwrite_configs,
         progress=progress and not as_json,
     )
-    if generate_configs and report.usable:
-        from mlcore.config.active import write_active_configs
-        from mlcore.data.mode_config import ModeConfig
-
-        splits = {name: report.outputs[name] for name in report.splits}
-        written = write_active_configs(ModeConfig.read(Path(report.outputs["mode_config"])), splits, configs_dir,
-                                       overwrite=overwrite_configs)
-        report.outputs["configs"] = str(configs_dir)
-        if not as_json:
-            stdout.print(f"wrote {len(written)} active config(s) under {configs_dir}")
     if as_json:
         print(report.model_dump_json(indent=2))
     else:
@@ -117,6 +116,8 @@ config_app = typer.Typer(help="Configuration templates and files.", no_args_is_h
 app.add_typer(config_app, name="config")
 
 
+
+
 @config_app.command("list")
 def config_list() -> None:
     """List the shipped templates (configs/templates/)."""
@@ -131,9 +132,17 @@ def config_check(files: Annotated[list[Path], typer.Argument(help="YAML config f
     """Validate config files against their schemas (the `kind:` key picks the schema)."""
     from mlcore.config import load_config
 
+    failed = 0
     for path in files:
-        config = load_config(path)
+        try:
+            config = load_config(path)
+        except MlcoreError as error:
+            failed += 1
+            stderr.print(f"[bold red]invalid[/] {path}", highlight=False)
+            stderr.print(str(error), markup=False, highlight=False)
+            continue
         stdout.print(f"ok  {path} ({type(config).__name__})", highlight=False)
+    raise typer.Exit(EXIT_UNUSABLE if failed else 0)
 
 
 @app.command()
@@ -145,11 +154,15 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for data generation and the split.")] = 42,
 ) -> None:
     """Run the pipeline on built-in defaults, orchestrated by Prefect (an embedded server when none is set)."""
-    from flows.pipeline import training_pipeline
+    from flows.pipeline import training_pipeline  # flows/ sets Prefect's defaults before Prefect loads
 
-    result = training_pipeline(data=str(data) if data else None, images=str(images) if images else None,
-                               workdir=str(workdir), split=split, seed=seed)
-    stdout.print(result.summary, highlight=False)
+    state = training_pipeline(data=str(data) if data else None, images=str(images) if images else None,
+                              workdir=str(workdir), split=split, seed=seed, return_state=True)
+    if state.is_failed():
+        stderr.print("[bold red]pipeline failed[/]: ", end="")
+        stderr.print(state.message or "see the Prefect logs above", markup=False, highlight=False)
+        raise typer.Exit(EXIT_UNUSABLE)
+    stdout.print(state.result().summary, highlight=False)
 
 
 def main() -> None:

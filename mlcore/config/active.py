@@ -35,7 +35,7 @@ def write_active_configs(mode_config: ModeConfig, splits: dict[str, str], config
         "class_names": mode_config.class_names,
         "num_classes": mode_config.num_classes,
         "annotation_mode": mode_config.annotation_mode,
-        "dataset_train": splits.get("train", mode_config.dataset),
+        "dataset_train": splits.get("train", mode_config.dataset),  # without a split: the whole cleaned copy
         "dataset_val": splits.get("val"),
         "dataset_train_images": mode_config.images_root,
         "dataset_val_images": mode_config.images_root,

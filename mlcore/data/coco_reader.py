@@ -55,7 +55,7 @@ def read_coco(path: str | Path) -> RawCoco:
     missing = [key for key in ("images", "categories") if key not in top]
     if missing:
         raise DatasetError(f"missing top-level key(s): {', '.join(missing)}", where=str(path),
-                           fix="a COCO file needs 'images', 'annotations' and 'categories' lists")
+                           fix="a COCO file needs 'images' and 'categories' lists ('annotations' may be absent)")
     lists = {}
     for key in RECORD_LISTS:
         try:

@@ -14,8 +14,8 @@ NO_VALUE = msgspec.Raw()  # a field that was absent from the record
 class CocoImage(msgspec.Struct):
     id: int
     file_name: str
-    width: int | None = None
-    height: int | None = None
+    width: float | None = None  # some exporters write 640.0; validation insists on a whole number
+    height: float | None = None
 
 
 class CocoCategory(msgspec.Struct):
@@ -30,7 +30,7 @@ class CocoAnnotation(msgspec.Struct):
     category_id: int
     bbox: list[float | None] | None = None
     area: float | None = None
-    iscrowd: int = 0
+    iscrowd: int | bool = 0
     segmentation: msgspec.Raw = NO_VALUE
 
 

@@ -33,7 +33,8 @@ class ModeConfig(BaseModel):
     recommended_teachers: list[str]
     recommended_student: str
     distillation_config: DistillationSettings
-    dataset: str = Field(description="The annotation file this was made from.")
+    dataset: str = Field(description="The cleaned annotation file (all images) the next stages read.")
+    source_dataset: str = Field(description="The user's annotation file it was made from.")
     dataset_sha256: str
     images_root: str
     mode_evidence: ModeEvidence

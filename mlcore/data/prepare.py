@@ -17,7 +17,7 @@ from mlcore.data.coco_reader import RawCoco, read_coco
 from mlcore.data.coco_writer import write_coco
 from mlcore.data.findings import Finding, Findings, Severity
 from mlcore.data.images import ImageCheck, choose_image_root
-from mlcore.data.mode import (AnnotationMode, detect_mode, distillation_template, recommended_student,
+from mlcore.data.mode import (AnnotationMode, ModeEvidence, detect_mode, distillation_template, recommended_student,
                               recommended_teachers)
 from mlcore.data.mode_config import DISTILLATION_LOSSES, MODE_CONFIG_NAME, DistillationSettings, ModeConfig
 from mlcore.data.split import parse_ratios, stratified_split
@@ -64,13 +64,17 @@ def prepare_dataset(
     image_check: ImageCheck = "header",
     keep_empty_classes: bool = False,
     mode: AnnotationMode | None = None,
+    configs_dir: str | Path | None = None,
+    overwrite_configs: bool = False,
     progress: bool = True,
 ) -> DatasetReport:
-    annotation_file = Path(annotation_file)
-    output_dir = Path(output_dir) if output_dir else default_output_dir(annotation_file)
+    """Validate ANNOTATION_FILE and write the outputs; with `configs_dir`, also the active configs for its mode."""
+    annotation_file = Path(annotation_file).absolute()
+    output_dir = Path(output_dir).absolute() if output_dir else default_output_dir(annotation_file)
     ratios = parse_ratios(split) if split else None  # fail on a bad --split before the long work
+    _clear_previous_outputs(output_dir, keep=annotation_file)
     raw = read_coco(annotation_file)
-    images_root = _images_root(raw, images_dir)
+    images_root = _images_root(raw, images_dir).absolute()
     log.info("validating %s (images in %s)", annotation_file, images_root)
     data = validate_coco(raw, images_root, image_check, progress=progress)
     findings = data.findings
@@ -79,21 +83,13 @@ def prepare_dataset(
     if not data.annotations:
         findings.error("no_annotations", "annotations", "no usable annotation remains",
                        "annotate the images (see the findings above for annotations that were dropped)")
-    detected, evidence = detect_mode(data, findings)
-    if mode and mode != detected:
-        if mode != "detection_only" and evidence.with_mask == 0:
-            findings.error("mode_needs_masks", "annotations", f"--mode {mode} needs masks and no annotation has one",
-                           "add segmentations, or drop --mode to let the data decide")
-        else:
-            findings.info("mode_forced", "annotations", f"mode {mode} forced; the data alone says {detected}")
-    annotation_mode = mode or detected
+    annotation_mode, evidence = _mode(data, mode)
     statistics = compute_statistics(data)
     if statistics.negative_images:
         findings.info("negative_images", "images",
                       f"{statistics.negative_images} image(s) have no annotation; kept as negatives (background "
                       "examples)", "nothing to do, unless they were meant to be annotated")
     usable = not findings.has_errors
-
     report = DatasetReport(
         dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
         output_dir=str(output_dir), usable=usable, annotation_mode=annotation_mode if usable else None,
@@ -103,13 +99,12 @@ def prepare_dataset(
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     if usable:
-        header = raw.extra
         cleaned = output_dir / CLEANED_NAME
-        write_coco(cleaned, header=header, images=[i.out for i in data.images],
+        write_coco(cleaned, header=raw.extra, images=[i.out for i in data.images],
                    annotations=[a.out for a in data.annotations], categories=data.category_records)
         report.outputs["cleaned"] = str(cleaned)
         if ratios:
-            report.splits = _write_splits(data, header, ratios, seed, output_dir, findings, report.outputs)
+            report.splits = _write_splits(data, raw.extra, ratios, seed, output_dir, findings, report.outputs)
         mode_config = ModeConfig(
             annotation_mode=annotation_mode, num_classes=len(class_categories),
             class_mapping={str(i): c.name for i, c in enumerate(class_categories)},
@@ -118,18 +113,34 @@ def prepare_dataset(
             recommended_student=recommended_student(annotation_mode, len(class_categories)),
             distillation_config=DistillationSettings(template=distillation_template(annotation_mode),
                                                      losses=DISTILLATION_LOSSES[annotation_mode]),
-            dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
-            mode_evidence=evidence, statistics=statistics,
+            dataset=str(cleaned), source_dataset=str(annotation_file), dataset_sha256=raw.sha256,
+            images_root=str(images_root), mode_evidence=evidence, statistics=statistics,
         )
         report.outputs["mode_config"] = str(mode_config.write(output_dir))
-    else:
-        _remove_stale_outputs(output_dir)
+        if configs_dir is not None:
+            from mlcore.config.active import write_active_configs  # config builds on data, not the reverse
+
+            splits = {name: report.outputs[name] for name in report.splits}
+            written = write_active_configs(mode_config, splits, Path(configs_dir), overwrite=overwrite_configs)
+            report.outputs.update({f"config:{path.parent.name}/{path.stem}": str(path) for path in written})
     report.findings = findings.items
     report.counts = {severity.value: findings.count(severity) for severity in Severity}
     report_path = output_dir / REPORT_NAME
     report.outputs["report"] = str(report_path)
     write_json_atomic(report_path, report.model_dump(mode="json"))
     return report
+
+
+def _mode(data: ValidatedCoco, forced: AnnotationMode | None) -> tuple[AnnotationMode, ModeEvidence]:
+    detected, evidence = detect_mode(data, data.findings)
+    if not forced or forced == detected:
+        return detected, evidence
+    if forced != "detection_only" and evidence.with_mask == 0:
+        data.findings.error("mode_needs_masks", "annotations", f"--mode {forced} needs masks and no annotation has one",
+                            "add segmentations, or drop --mode to let the data decide")
+    else:
+        data.findings.info("mode_forced", "annotations", f"mode {forced} forced; the data alone says {detected}")
+    return forced, evidence
 
 
 def _images_root(raw: RawCoco, images_dir: str | Path | None) -> Path:
@@ -153,18 +164,23 @@ def _images_root(raw: RawCoco, images_dir: str | Path | None) -> Path:
 def _class_categories(data: ValidatedCoco, keep_empty: bool) -> list:
     """Categories that become classes, in category-id order; unused ones are reported and, by default, left out."""
     used = {ann.category_id for ann in data.annotations if not ann.iscrowd}
+    crowd_only = {ann.category_id for ann in data.annotations if ann.iscrowd} - used
     classes = []
     for category in sorted(data.categories, key=lambda c: c.id):
         if category.id in used or keep_empty:
             classes.append(category)
-        if category.id not in used:
-            data.findings.add(
-                Severity.INFO if keep_empty else Severity.WARNING, "category_unused",
-                f"categories[{data.category_positions[category.id]}]",
-                f"category '{category.name}' (id {category.id}) has no annotation"
-                + ("; kept as a class (--keep-empty-classes)" if keep_empty else "; left out of the class mapping"),
-                "annotate it, remove it, or pass --keep-empty-classes to keep it as a class",
-            )
+        if category.id in used:
+            continue
+        what = "only crowd regions (iscrowd=1), which train nothing" if category.id in crowd_only \
+            else "no annotation"
+        data.findings.add(
+            Severity.INFO if keep_empty else Severity.WARNING, "category_unused",
+            f"categories[{data.category_positions[category.id]}]",
+            f"category '{category.name}' (id {category.id}) has {what}"
+            + ("; kept as a class (--keep-empty-classes)" if keep_empty else "; left out of the class mapping"),
+            "annotate objects of it, or remove it" if keep_empty
+            else "annotate objects of it, remove it, or pass --keep-empty-classes to keep it as a class",
+        )
     return classes
 
 
@@ -205,10 +221,21 @@ def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], s
     return counts
 
 
-def _remove_stale_outputs(output_dir: Path) -> None:
-    """An unusable dataset must not leave an older run's mode config or splits for the next step to pick up."""
-    for name in (MODE_CONFIG_NAME, CLEANED_NAME, "train.json", "val.json", "test.json"):
-        stale = output_dir / name
-        if stale.exists():
-            log.info("removing %s from an earlier run: this dataset is not usable", stale)
-            stale.unlink()
+def _clear_previous_outputs(output_dir: Path, keep: Path) -> None:
+    """Remove what an earlier run wrote here, so no stale split or mode config outlives a changed or broken dataset.
+
+    Only files that run's report.json lists (and this folder's fixed names) are touched, never the input.
+    """
+    report_path = output_dir / REPORT_NAME
+    names = {MODE_CONFIG_NAME, CLEANED_NAME, REPORT_NAME}
+    previous: list[Path] = []
+    if report_path.is_file():
+        try:
+            outputs = msgspec.json.decode(report_path.read_bytes()).get("outputs", {})
+            previous = [Path(p) for key, p in outputs.items() if not key.startswith("config:")]
+        except (msgspec.DecodeError, AttributeError):
+            log.warning("ignoring unreadable %s from an earlier run", report_path)
+    for path in [output_dir / name for name in names] + [p for p in previous if p.parent == output_dir]:
+        if path.is_file() and path != keep:
+            log.debug("removing %s from an earlier run", path)
+            path.unlink()

@@ -7,11 +7,16 @@ them. Images without annotations (negatives) are spread by the ratios like any o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from mlcore.errors import DatasetError
+
+
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+RESERVED_NAMES = {"report"}  # report.json is validate's own output
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -26,6 +31,9 @@ def parse_ratios(text: str) -> dict[str, float]:
             raise DatasetError(f"cannot read '{item.strip()}'", where="--split", fix=fix) from None
         if not sep or not name or ratio < 0 or name in ratios:
             raise DatasetError(f"cannot read '{item.strip()}'", where="--split", fix=fix)
+        if not SPLIT_NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise DatasetError(f"'{name}' cannot name a split (it becomes the file {name}.json)", where="--split",
+                               fix="use letters, digits, '_' or '-', and not 'report'")
         ratios[name] = ratio
     total = sum(ratios.values())
     if len(ratios) < 2 or total <= 0:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -77,6 +78,11 @@ def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, prog
     return result
 
 
+def _required_fields(kind: type) -> list[str]:
+    info = msgspec.inspect.type_info(kind)
+    return [f"'{field.name}'" for field in info.fields if field.required]
+
+
 def _decode_records(records: list[msgspec.Raw], kind: type, prefix: str, findings: Findings) -> Iterator[tuple]:
     """Yield (index, typed record, raw) for each record that matches the schema; one finding per one that doesn't."""
     decoder = msgspec.json.Decoder(kind)
@@ -88,7 +94,7 @@ def _decode_records(records: list[msgspec.Raw], kind: type, prefix: str, finding
             message, _, location = str(exc).partition(" - at `")
             findings.error(
                 "schema", json_path(where, location.rstrip("`")) if location else where, message,
-                f"each entry of '{prefix}' needs {', '.join(kind.__struct_fields__[:3])} of the right types "
+                f"each entry of '{prefix}' needs {', '.join(_required_fields(kind))} of the right types "
                 "(see docs/ANNOTATION_FORMATS.md)",
             )
         except msgspec.DecodeError as exc:  # only reachable for records re-encoded from the slow path
@@ -129,7 +135,7 @@ def _validate_images(raw: RawCoco, root: Path, check: ImageCheck, findings: Find
     records: list[ImageRecord] = []
     for (index, image, record), probe in zip(typed, probes):
         where = f"images[{index}]"
-        width, height, out = image.width, image.height, record
+        width, height, out = _whole(image.width), _whole(image.height), record
         if probe is not None and probe.problem == "missing":
             findings.error("image_missing", f"{where}.file_name", f"{root / image.file_name} does not exist",
                            "copy the image there, pass the right folder with --images, or remove the entry")
@@ -140,7 +146,8 @@ def _validate_images(raw: RawCoco, root: Path, check: ImageCheck, findings: Find
             continue
         if width is None or height is None or width <= 0 or height <= 0:
             if probe is None:
-                findings.error("image_size_missing", where, f"width/height missing or not positive: {width}x{height}",
+                findings.error("image_size_missing", where, "width/height missing, fractional or not positive: "
+                               f"width={image.width}, height={image.height}",
                                "write the image's width and height, or run with image checks on to read them")
                 continue
             width, height = probe.size
@@ -211,7 +218,7 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
                            "use an id from 'categories' or add the missing category")
             continue
         findings_before = len(findings)
-        geometry = _mask_geometry(ann, segmentation_decoder, image, where, findings)
+        geometry, segmentation = _mask_geometry(ann, segmentation_decoder, image, where, findings)
         # With a mask, the given box only matters for the mismatch check: its own defects are moot.
         bbox = _given_box(ann, image, where, findings if geometry is None else Findings())
         if geometry is not None:
@@ -224,14 +231,19 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
             result.boxes_from_masks += 1
         elif bbox is not None:
             new_bbox = bbox
-            area = ann.area if ann.area is not None and math.isfinite(ann.area) and ann.area > 0 else bbox[2] * bbox[3]
+            given_area_usable = ann.area is not None and math.isfinite(ann.area) and ann.area > 0
+            area = ann.area if given_area_usable and bbox == tuple(ann.bbox) else bbox[2] * bbox[3]
         else:
             if len(findings) == findings_before:  # otherwise a box or mask finding already says why
                 findings.warning("annotation_empty", where, "has neither a bbox nor a segmentation; dropped",
                                  "give it a bbox [x, y, width, height] or a segmentation")
             continue
-        changed = ann.bbox is None or tuple(ann.bbox) != new_bbox or ann.area != area
-        out = replace_fields(record, bbox=[round(v, 3) for v in new_bbox], area=round(area, 3)) if changed else record
+        fields: dict[str, Any] = {}
+        if ann.bbox is None or tuple(ann.bbox) != new_bbox or ann.area != area:
+            fields.update(bbox=[round(v, 3) for v in new_bbox], area=round(area, 3))
+        if segmentation is not KEEP:
+            fields["segmentation"] = segmentation
+        out = replace_fields(record, **fields) if fields else record
         if ann.id in seen_ids:
             duplicates.append(len(result.annotations))
             findings.warning("duplicate_annotation_id", f"{where}.id",
@@ -249,20 +261,25 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
     result.renumbered_annotations = len(duplicates)
 
 
+KEEP = object()  # the segmentation goes to the cleaned copy as it was
+
+
 def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: ImageRecord, where: str,
-                   findings: Findings) -> MaskGeometry | None:
+                   findings: Findings) -> tuple[MaskGeometry | None, Any]:
+    """The mask's box and area, and what the cleaned copy's segmentation becomes (KEEP, repaired parts or [])."""
     if not ann.segmentation:
-        return None
+        return None, KEEP
     segmentation = decoder.decode(ann.segmentation)
     kind = segmentation_kind(segmentation)
     path = f"{where}.segmentation"
     if kind == "none":
-        return None
+        return None, KEEP
     if kind == "unknown":
         findings.warning("segmentation_unrecognized", path,
                          "is neither polygons (a list of [x1, y1, x2, y2, ...] lists) nor RLE ({size, counts}); "
-                         "ignored", "write polygons or RLE as in docs/ANNOTATION_FORMATS.md")
-        return None
+                         "removed from the cleaned copy", "write polygons or RLE as in docs/ANNOTATION_FORMATS.md")
+        return None, []
+    replacement: Any = KEEP
     try:
         if kind in ("polygon", "flat_polygon"):
             if kind == "flat_polygon":
@@ -273,19 +290,21 @@ def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: Im
             for note in notes:
                 findings.warning("polygon_invalid_part", path, f"{note}; that part is dropped",
                                  "a polygon part is a flat list of at least 3 (x, y) points")
+            if kind == "flat_polygon" or notes:
+                replacement = parts
             if not parts:
-                return None
+                return None, []
             geometry = polygon_geometry(parts, image.height, image.width)
         else:
             geometry = rle_geometry(segmentation, image.height, image.width)
     except SegmentationProblem as problem:
-        findings.warning(problem.code, path, f"{problem}; the mask is ignored", problem.fix)
-        return None
+        findings.warning(problem.code, path, f"{problem}; the mask is removed from the cleaned copy", problem.fix)
+        return None, []
     if geometry.area <= 0 or geometry.bbox[2] <= 0 or geometry.bbox[3] <= 0:
-        findings.warning("mask_empty", path, "the mask covers no pixel inside the image; ignored",
-                         "check the coordinates are in pixels of this image")
-        return None
-    return geometry
+        findings.warning("mask_empty", path, "the mask covers no pixel inside the image; removed from the cleaned "
+                         "copy", "check the coordinates are in pixels of this image")
+        return None, []
+    return geometry, replacement
 
 
 def _given_box(ann: CocoAnnotation, image: ImageRecord, where: str,
@@ -295,16 +314,16 @@ def _given_box(ann: CocoAnnotation, image: ImageRecord, where: str,
         return None
     path = f"{where}.bbox"
     if len(ann.bbox) != 4:
-        findings.warning("bbox_malformed", path, f"has {len(ann.bbox)} values, not 4",
+        findings.warning("bbox_malformed", path, f"has {len(ann.bbox)} values, not 4; the annotation is dropped",
                          "write the box as [x, y, width, height]")
         return None
     if not all(value is not None and math.isfinite(value) for value in ann.bbox):
-        findings.warning("bbox_not_finite", path, f"has a NaN, infinite or null value: {ann.bbox}",
+        findings.warning("bbox_not_finite", path, f"has a NaN, infinite or null value: {ann.bbox}; the annotation is dropped",
                          "re-export the box; NaN usually comes from a division by a zero image size")
         return None
     x, y, w, h = ann.bbox
     if w <= 0 or h <= 0:
-        findings.warning("bbox_degenerate", path, f"has zero or negative size: {_fmt(ann.bbox)}",
+        findings.warning("bbox_degenerate", path, f"has zero or negative size: {_fmt(ann.bbox)}; the annotation is dropped",
                          "boxes are [x, y, width, height] with width and height > 0 (not [x1, y1, x2, y2])")
         return None
     if x >= 0 and y >= 0 and x + w <= image.width and y + h <= image.height:
@@ -324,6 +343,11 @@ def _given_box(ann: CocoAnnotation, image: ImageRecord, where: str,
                      f"{_fmt(ann.bbox)} reaches outside the {image.width}x{image.height} image; clipped to "
                      f"{_fmt(clipped)}", "nothing to do: the cleaned copy has the clipped box")
     return clipped
+
+
+def _whole(value: float | None) -> int | None:
+    """Exporters write sizes as 640 or 640.0; anything else (640.5, absent) counts as missing."""
+    return int(value) if value is not None and float(value).is_integer() else None
 
 
 def _disagrees(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -99,3 +99,19 @@ def test_config_check_reports_a_bad_key_without_traceback(tmp_path):
     bad.write_text("kind: quantization\nmethodd: int8_static\n")
     result = mlcore("config", "check", str(bad))
     assert result.returncode == 2 and "methodd" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_check_reports_every_invalid_file(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: quantization\n")
+    bad1, bad2 = tmp_path / "bad1.yaml", tmp_path / "bad2.yaml"
+    bad1.write_text("kind: quantization\nmethodd: x\n")
+    bad2.write_text("kind: tensorrt\nprecision: int3\n")
+    result = mlcore("config", "check", str(bad1), str(good), str(bad2))
+    assert result.returncode == 2
+    assert "bad1.yaml" in result.stderr and "bad2.yaml" in result.stderr and "ok  " + str(good) in result.stdout
+
+
+def test_unknown_log_level_is_a_usage_error(demo):
+    result = mlcore("--log-level", "LOUD", "validate", "--data", str(demo))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "LOUD" in result.stderr

@@ -299,3 +299,69 @@ def test_sub_pixel_overflow_is_clipped_silently(basic):
     report, codes = run(basic)
     assert "bbox_clipped" not in codes
     assert cleaned(report)["annotations"][1]["bbox"] == [90, 70, 10, 10]
+
+
+def test_cleaned_copy_holds_repaired_segmentations(basic):
+    basic.annotation(1, 1, segmentation=[10, 10, 20, 10, 20, 20])                       # flat polygon
+    basic.annotation(1, 1, segmentation=[[1, 1, 2, 2], [30, 30, 40, 30, 40, 40]])      # one part too short
+    basic.annotation(1, 1, bbox=[5, 5, 10, 10], segmentation={"size": [10, 10], "counts": [100]})  # wrong size
+    report, _ = run(basic)
+    by_id = {a["id"]: a for a in cleaned(report)["annotations"]}
+    assert by_id[2]["segmentation"] == [[10, 10, 20, 10, 20, 20]]
+    assert by_id[3]["segmentation"] == [[30, 30, 40, 30, 40, 40]] and by_id[3]["bbox"] == [30, 30, 10, 10]
+    assert by_id[4]["segmentation"] == [] and by_id[4]["bbox"] == [5, 5, 10, 10]  # kept as a box, bad mask removed
+    from mlcore.data.coco_dataset import CocoDataset
+
+    masks = CocoDataset(report.outputs["cleaned"], images_dir=report.images_root)[0].masks()
+    assert masks.shape == (4, 80, 100) and masks[3].sum() == 0
+
+
+def test_clipped_box_gets_the_clipped_area(basic):
+    basic.annotation(1, 1, bbox=[90, 70, 20, 20], area=400)
+    report, _ = run(basic)
+    assert cleaned(report)["annotations"][1]["area"] == 100
+
+
+def test_float_sizes_and_boolean_crowd_flags_are_accepted(basic):
+    basic.data["images"][0]["width"] = 100.0
+    basic.annotation(1, 1, bbox=[1, 1, 5, 5], iscrowd=False)
+    report, codes = run(basic)
+    assert report.usable and "schema" not in codes
+    basic.data["images"][0]["width"] = 100.5
+    report, codes = run(basic, image_check="none", output_dir=basic.root / "o2")
+    assert not report.usable and "width=100.5" in codes["image_size_missing"][0].message
+
+
+def test_crowd_only_category_is_named_as_such(basic):
+    basic.category(2, "crowd")
+    basic.annotation(1, 2, iscrowd=1, segmentation={"size": [80, 100], "counts": [85, 10, 7905]})
+    _, codes = run(basic)
+    assert "only crowd regions" in codes["category_unused"][0].message
+
+
+def test_a_rerun_removes_outputs_the_new_run_does_not_write(basic):
+    report, _ = run(basic, split="train:0.5,val:0.5")
+    split_file = Path(report.outputs["train"])
+    assert split_file.is_file()
+    run(basic)
+    assert not split_file.exists()
+    basic.write(text="{broken")
+    with pytest.raises(DatasetError):
+        prepare_dataset(basic.root / "annotations.json", progress=False)
+    assert not (Path(report.output_dir) / ".mode_config.json").exists()
+    assert not (Path(report.output_dir) / "report.json").exists()
+
+
+def test_paths_in_outputs_are_absolute(basic, monkeypatch):
+    monkeypatch.chdir(basic.root)
+    basic.write()
+    report = prepare_dataset("annotations.json", output_dir="out", progress=False)
+    mode_config = json.loads((basic.root / "out" / ".mode_config.json").read_text())
+    assert all(Path(mode_config[key]).is_absolute() for key in ("dataset", "source_dataset", "images_root"))
+    assert Path(report.output_dir).is_absolute()
+
+
+@pytest.mark.parametrize("bad", ["../up:0.5,val:0.5", "report:0.5,val:0.5", "a/b:1,c:1"])
+def test_split_names_must_be_plain_file_names(basic, bad):
+    with pytest.raises(DatasetError, match="cannot name a split"):
+        prepare_dataset(basic.write(), split=bad, progress=False)
