@@ -15,6 +15,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# flows/__init__.py sets this too, but it only counts if set before Prefect is first imported.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "mlcore")
 
 
 @pytest.fixture(scope="session")
