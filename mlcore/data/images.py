@@ -70,6 +70,9 @@ def probe_image(path: Path, check: ImageCheck) -> ImageProbe:
                 image.load()  # decodes every pixel: catches truncated files a header read misses
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return ImageProbe(size=None, problem=f"unreadable: {exc}")
+    except ImportError:
+        # Once ultralytics is imported, Image.open retries unknown files with pi-heif and raises this when absent.
+        return ImageProbe(size=None, problem="unreadable: not a known image format")
     return ImageProbe(size=size, exif_transposed=transposed)
 
 

@@ -239,7 +239,7 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
                                  "give it a bbox [x, y, width, height] or a segmentation")
             continue
         fields: dict[str, Any] = {}
-        if ann.bbox is None or tuple(ann.bbox) != new_bbox or ann.area != area:
+        if ann.bbox is None or not _same(ann.bbox, new_bbox) or ann.area is None or not _same([ann.area], [area]):
             fields.update(bbox=[round(v, 3) for v in new_bbox], area=round(area, 3))
         if segmentation is not KEEP:
             fields["segmentation"] = segmentation
@@ -262,6 +262,7 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
 
 
 KEEP = object()  # the segmentation goes to the cleaned copy as it was
+_polygon_decoder = msgspec.json.Decoder(list[list[float]])
 
 
 def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: ImageRecord, where: str,
@@ -269,8 +270,12 @@ def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: Im
     """The mask's box and area, and what the cleaned copy's segmentation becomes (KEEP, repaired parts or [])."""
     if not ann.segmentation:
         return None, KEEP
-    segmentation = decoder.decode(ann.segmentation)
-    kind = segmentation_kind(segmentation)
+    try:  # the common case, decoded typed: every coordinate is then known to be a finite number
+        segmentation, numeric = _polygon_decoder.decode(ann.segmentation), True
+        kind = "polygon" if segmentation else "none"
+    except msgspec.ValidationError:
+        segmentation, numeric = decoder.decode(ann.segmentation), False
+        kind = segmentation_kind(segmentation)
     path = f"{where}.segmentation"
     if kind == "none":
         return None, KEEP
@@ -286,7 +291,7 @@ def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: Im
                 findings.warning("polygon_not_nested", path, "is a flat coordinate list; read as one polygon",
                                  "COCO polygons are a list of parts: [[x1, y1, x2, y2, ...]]")
                 segmentation = [segmentation]
-            parts, notes = clean_polygon_parts(segmentation)
+            parts, notes = clean_polygon_parts(segmentation, numeric=numeric)
             for note in notes:
                 findings.warning("polygon_invalid_part", path, f"{note}; that part is dropped",
                                  "a polygon part is a flat list of at least 3 (x, y) points")
@@ -343,6 +348,12 @@ def _given_box(ann: CocoAnnotation, image: ImageRecord, where: str,
                      f"{_fmt(ann.bbox)} reaches outside the {image.width}x{image.height} image; clipped to "
                      f"{_fmt(clipped)}", "nothing to do: the cleaned copy has the clipped box")
     return clipped
+
+
+def _same(given: list, made: tuple | list, tolerance: float = 1e-3) -> bool:
+    """Equal up to float noise: a value we recompute identically keeps its original bytes in the cleaned copy."""
+    return len(given) == len(made) and all(
+        g is not None and abs(g - m) <= tolerance * max(1.0, abs(m)) for g, m in zip(given, made))
 
 
 def _whole(value: float | None) -> int | None:

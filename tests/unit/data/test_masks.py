@@ -46,7 +46,6 @@ def test_polygon_box_is_tight_box_of_its_mask(parts):
     """The box is the polygon's exact extent; its rasterized mask stays inside it (to the pixel grid)."""
     geometry = polygon_geometry(parts, HEIGHT, WIDTH)
     mask = decode_to_mask(parts, HEIGHT, WIDTH)
-    assert geometry.area == mask.sum()
     x, y, w, h = geometry.bbox
     coords = np.concatenate([np.asarray(p) for p in parts])
     xs, ys = np.clip(coords[0::2], 0, WIDTH), np.clip(coords[1::2], 0, HEIGHT)
@@ -55,6 +54,26 @@ def test_polygon_box_is_tight_box_of_its_mask(parts):
     if pixel_box is not None:  # a sliver thinner than a pixel may rasterize to nothing
         px, py, pw, ph = pixel_box
         assert x - 1 <= px and y - 1 <= py and px + pw <= x + w + 1 and py + ph <= y + h + 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(polygons())
+def test_polygon_area_is_the_area_of_its_mask(parts):
+    """Inside the image: the polygon's own area (COCO's), within a boundary pixel of the pixel count.
+    Reaching outside: the pixel count of the part inside, exactly."""
+    geometry = polygon_geometry(parts, HEIGHT, WIDTH)
+    coords = np.concatenate([np.asarray(p) for p in parts])
+    inside = coords[0::2].min() >= 0 and coords[1::2].min() >= 0 and coords[0::2].max() <= WIDTH \
+        and coords[1::2].max() <= HEIGHT
+    if not inside:
+        assert geometry.area == decode_to_mask(parts, HEIGHT, WIDTH).sum()
+        return
+    assert geometry.area == pytest.approx(sum(polygon_geometry([p], HEIGHT, WIDTH).area for p in parts))
+    part = parts[0]
+    pixels = decode_to_mask([part], HEIGHT, WIDTH).sum()
+    points = np.asarray(part).reshape(-1, 2)
+    perimeter = np.linalg.norm(points - np.roll(points, 1, axis=0), axis=1).sum()
+    assert abs(polygon_geometry([part], HEIGHT, WIDTH).area - pixels) <= perimeter + 2
 
 
 @settings(max_examples=100, deadline=None)
@@ -90,8 +109,7 @@ def test_multi_part_polygon_box_covers_all_parts():
     parts = [[1, 1, 11, 1, 11, 11, 1, 11], [40, 30, 50, 30, 50, 45, 40, 45]]
     geometry = polygon_geometry(parts, HEIGHT, WIDTH)
     assert geometry.bbox == (1.0, 1.0, 49.0, 44.0)
-    single = polygon_geometry(parts[:1], HEIGHT, WIDTH).area + polygon_geometry(parts[1:], HEIGHT, WIDTH).area
-    assert geometry.area == single
+    assert geometry.area == 100 + 150
 
 
 def test_polygon_box_is_clipped_to_the_image():

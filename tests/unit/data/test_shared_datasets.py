@@ -56,9 +56,15 @@ def test_coco128_crowd_rle_multipart_and_negatives(shared_datasets, tmp_path):
     assert sum(report.splits.values()) == 128
     # Boxes made from the masks agree with COCO's own boxes (which are the polygon extents) to a pixel.
     cleaned = {a["id"]: a for a in json.loads(Path(report.outputs["cleaned"]).read_text())["annotations"]}
+    # Areas are COCO's own (the polygons' area) wherever the polygon lies inside its image.
+    sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
     for ann in data["annotations"]:
         if not ann["iscrowd"]:
             assert cleaned[ann["id"]]["bbox"] == pytest.approx(ann["bbox"], abs=1.0)
+            width, height = sizes[ann["image_id"]]
+            coords = [v for part in ann["segmentation"] for v in part]
+            if min(coords) >= 0 and max(coords[0::2]) <= width and max(coords[1::2]) <= height:
+                assert cleaned[ann["id"]]["area"] == pytest.approx(ann["area"], abs=0.01)
 
 
 def test_labelme_subfolder_file_names_and_background_category(shared_datasets, tmp_path):

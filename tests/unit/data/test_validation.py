@@ -131,6 +131,19 @@ def test_missing_and_unreadable_images_are_errors(basic):
     assert codes["image_unreadable"][0].path == "images[3].file_name"
 
 
+def test_unreadable_images_are_errors_after_ultralytics_patches_pil(basic, monkeypatch):
+    """Importing ultralytics makes Image.open retry unknown files with pi-heif, raising ImportError when it is absent."""
+    from PIL import Image
+
+    def patched_open(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+
+    monkeypatch.setattr(Image, "open", patched_open)
+    report, codes = run(basic)
+    assert not report.usable
+    assert len(codes["image_unreadable"]) == len(basic.data["images"])
+
+
 def test_image_size_mismatch_is_an_error(basic):
     basic.image(3, width=100, height=80, file_size=(120, 80))
     report, codes = run(basic)
