@@ -34,7 +34,10 @@ _STRATEGY_HELP = (
 _SHORTEST_HELP = "keep_aspect_ratio: target short side in pixels; null for the other strategies."
 _LONGEST_HELP = "Long side limit (keep_aspect_ratio) or target (resize_longest_side, letterbox) in pixels."
 _PAD_TO_HELP = "Pad to this [height, width]; null: no fixed padding (a batch pads to its largest image)."
-_PAD_VALUE_HELP = "Fill value of padded pixels, on the 0-255 scale."
+_PAD_VALUE_HELP = (
+    "Fill value of padded pixels on the 0-255 scale; the input tensor holds pad_value x rescale_factor there, not "
+    "mean/std-normalised: 0 pads with zeros (the Hugging Face processors), 114 with 1/255 is ultralytics' grey."
+)
 _RESCALE_HELP = "Multiply pixels by this before mean/std: 1/255 (0.00392156862745098) for 0-1, 1.0 to stay 0-255."
 _MEAN_HELP = "Per-channel (RGB) mean subtracted after rescaling."
 _STD_HELP = "Per-channel (RGB) std divided by after rescaling."
