@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from mlcore.cli.augment import augment_app
 from mlcore.errors import MlcoreError
 
 app = typer.Typer(
@@ -114,8 +115,11 @@ def demo_data(
 
 config_app = typer.Typer(help="Configuration templates and files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(augment_app, name="augment")
 
+from mlcore.cli.augment import augment_app  # noqa: E402  (after app: its commands import lazily)
 
+app.add_typer(augment_app, name="augment")
 
 
 @config_app.command("list")
