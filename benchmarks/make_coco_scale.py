@@ -77,8 +77,11 @@ _encoder = msgspec.json.Encoder()
 
 
 def generate(output: str | os.PathLike[str], *, images: int = FULL_IMAGES, annotations: int = FULL_ANNOTATIONS,
-             seed: int = 0) -> dict[str, int]:
-    """Write the file (atomically) and return its counts and size in bytes."""
+             seed: int = 0, masks_only: bool = False) -> dict[str, int]:
+    """Write the file (atomically) and return its counts and size in bytes.
+
+    masks_only leaves out every bbox and area: validation must then make and write all of them, its worst case.
+    """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -102,7 +105,8 @@ def generate(output: str | os.PathLike[str], *, images: int = FULL_IMAGES, annot
         handle.write(b',"images":[')
         _write_chunks(handle, _image_chunks(rng, image_ids, widths, heights))
         handle.write(b'],"annotations":[')
-        _write_chunks(handle, _annotation_chunks(rng, owner, crowd, ann_ids, category_ids, image_ids, widths, heights))
+        _write_chunks(handle, _annotation_chunks(rng, owner, crowd, ann_ids, category_ids, image_ids, widths, heights,
+                                                 masks_only))
         handle.write(b'],"categories":' + _encoder.encode(
             [{"supercategory": sup, "id": i, "name": name} for i, name, sup, _ in CATEGORIES]) + b"}")
     os.replace(tmp, output)
@@ -170,7 +174,8 @@ def _annotation_owners(rng: np.random.Generator, images: int, annotations: int) 
     return np.sort(np.concatenate([annotated, rest]))
 
 
-def _annotation_chunks(rng, owner, crowd, ann_ids, category_ids, image_ids, widths, heights) -> Iterator[bytes]:
+def _annotation_chunks(rng, owner, crowd, ann_ids, category_ids, image_ids, widths, heights,
+                       masks_only: bool) -> Iterator[bytes]:
     for start in range(0, len(owner), CHUNK):
         stop = min(start + CHUNK, len(owner))
         index = np.arange(start, stop)
@@ -185,6 +190,8 @@ def _annotation_chunks(rng, owner, crowd, ann_ids, category_ids, image_ids, widt
             records.append({"segmentation": segmentation, "area": area, "iscrowd": int(is_crowd[position]),
                             "image_id": int(image_ids[owner[i]]), "bbox": bbox,
                             "category_id": int(category_ids[i]), "id": int(ann_ids[i])})
+            if masks_only:
+                del records[-1]["bbox"], records[-1]["area"]
         yield _encoder.encode(records)
 
 
@@ -273,9 +280,11 @@ def main() -> None:
                         help="number of annotations (train2017: 860,001)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same file")
     parser.add_argument("--output", type=Path, required=True, help="where to write the JSON file")
+    parser.add_argument("--masks-only", action="store_true", help="no bbox/area: validation's worst case")
     args = parser.parse_args()
     started = time.perf_counter()
-    counts = generate(args.output, images=args.images, annotations=args.annotations, seed=args.seed)
+    counts = generate(args.output, images=args.images, annotations=args.annotations, seed=args.seed,
+                      masks_only=args.masks_only)
     print(f"wrote {args.output}: {counts['images']:,} images, {counts['annotations']:,} annotations "
           f"({counts['crowd_annotations']:,} crowd), {counts['bytes'] / 1e6:,.1f} MB "
           f"({counts['bytes'] / 2**20:,.1f} MiB) "

@@ -76,7 +76,19 @@ def prepare_dataset(
     raw = read_coco(annotation_file)
     images_root = _images_root(raw, images_dir).absolute()
     log.info("validating %s (images in %s)", annotation_file, images_root)
-    data = validate_coco(raw, images_root, image_check, progress=progress)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = validate_coco(raw, images_root, image_check, progress=progress, spool_dir=output_dir)
+    try:
+        return _finish(data, raw, annotation_file, output_dir, images_root, ratios, seed, keep_empty_classes, mode,
+                       configs_dir, overwrite_configs)
+    finally:
+        data.spool.close()
+
+
+def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir: Path, images_root: Path,
+            ratios: dict[str, float] | None, seed: int, keep_empty_classes: bool, mode: AnnotationMode | None,
+            configs_dir: str | Path | None, overwrite_configs: bool) -> DatasetReport:
+    """Everything after the record checks: classes, mode, statistics, and the output files."""
     findings = data.findings
 
     class_categories = _class_categories(data, keep_empty_classes)
@@ -97,11 +109,10 @@ def prepare_dataset(
         repairs={"boxes_and_areas_from_masks": data.boxes_from_masks,
                  "annotation_ids_renumbered": data.renumbered_annotations},
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
     if usable:
         cleaned = output_dir / CLEANED_NAME
         write_coco(cleaned, header=raw.extra, images=[i.out for i in data.images],
-                   annotations=[a.out for a in data.annotations], categories=data.category_records)
+                   annotations=(data.spool.get(a.out) for a in data.annotations), categories=data.category_records)
         report.outputs["cleaned"] = str(cleaned)
         if ratios:
             report.splits = _write_splits(data, raw.extra, ratios, seed, output_dir, findings, report.outputs)
@@ -214,7 +225,7 @@ def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], s
     for name, image_ids in assignment.items():
         path = output_dir / f"{name}.json"
         write_coco(path, header=header, images=[images_by_id[i].out for i in image_ids],
-                   annotations=[out for i in image_ids for out in annotations_of[i]],
+                   annotations=(data.spool.get(out) for i in image_ids for out in annotations_of[i]),
                    categories=data.category_records)
         outputs[name] = str(path)
         counts[name] = len(image_ids)

@@ -20,6 +20,7 @@ from mlcore.data.findings import Findings
 from mlcore.data.images import ImageCheck, is_safe_relative, probe_images
 from mlcore.data.masks import MaskGeometry, SegmentationProblem, clean_polygon_parts, polygon_geometry, rle_geometry
 from mlcore.data.masks import segmentation_kind
+from mlcore.data.spool import RecordSpool, Spooled
 
 # A given box this far (in pixels, on any side) from its mask's tight box is worth a person's look.
 BOX_MASK_DISAGREEMENT_PX = 2.0
@@ -45,7 +46,7 @@ class AnnotationRecord:
     area: float
     has_mask: bool
     bbox_given: bool
-    out: bytes | msgspec.Raw
+    out: Spooled | msgspec.Raw  # repaired records live in the spool, unchanged ones stay slices of the input
 
 
 @dataclass
@@ -56,13 +57,16 @@ class ValidatedCoco:
     annotations: list[AnnotationRecord]
     findings: Findings
     images_root: Path
+    spool: RecordSpool
     boxes_from_masks: int = 0
     renumbered_annotations: int = 0
     category_positions: dict[int, int] = field(default_factory=dict)  # category id -> index in the file
     extra_top_level: dict[str, msgspec.Raw] = field(default_factory=dict)
 
 
-def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, progress: bool = True) -> ValidatedCoco:
+def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, progress: bool = True,
+                  spool_dir: Path | None = None) -> ValidatedCoco:
+    """Check every record; the caller closes `result.spool` (a temp file in `spool_dir`) when done writing."""
     findings = Findings()
     if raw.non_standard_numbers:
         findings.warning(
@@ -73,7 +77,8 @@ def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, prog
     images, listed_image_ids = _validate_images(raw, images_root, image_check, findings, progress)
     categories, category_records, positions = _validate_categories(raw, findings)
     result = ValidatedCoco(images=images, categories=categories, category_records=category_records,
-                           annotations=[], findings=findings, images_root=images_root, category_positions=positions)
+                           annotations=[], findings=findings, images_root=images_root, category_positions=positions,
+                           spool=RecordSpool(spool_dir))
     _validate_annotations(raw, result, listed_image_ids)
     return result
 
@@ -243,7 +248,7 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
             fields.update(bbox=[round(v, 3) for v in new_bbox], area=round(area, 3))
         if segmentation is not KEEP:
             fields["segmentation"] = segmentation
-        out = replace_fields(record, **fields) if fields else record
+        out = result.spool.put(replace_fields(record, **fields)) if fields else record
         if ann.id in seen_ids:
             duplicates.append(len(result.annotations))
             findings.warning("duplicate_annotation_id", f"{where}.id",
@@ -257,7 +262,7 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
         ))
     for offset, position in enumerate(duplicates, start=1):
         record = result.annotations[position]
-        record.out = replace_fields(record.out, id=max_id + offset)
+        record.out = result.spool.put(replace_fields(result.spool.get(record.out), id=max_id + offset))
     result.renumbered_annotations = len(duplicates)
 
 
