@@ -46,8 +46,11 @@ def training_pipeline(
     if data is None:
         data = make_demo_data_task(str(Path(workdir) / "dataset"), seed=seed)
         stages.append("demo-data")
-    report = validate_dataset_task(data, images=images, output=str(Path(workdir) / "prepared"), split=split,
-                                   seed=seed)
+    state = validate_dataset_task(data, images=images, output=str(Path(workdir) / "prepared"), split=split,
+                                  seed=seed, return_state=True)
+    if state.is_failed():
+        return state
+    report = state.result()
     stages += list(STAGES_AVAILABLE)
     if not report.usable:
         return unusable_dataset_state(report)

@@ -27,7 +27,10 @@ def validate_dataset(
 
     MODE forces the annotation mode (default: detected); CONFIGS_DIR also writes the active configs for the mode.
     """
-    report = validate_dataset_task(data, images=images, output=output, split=split, seed=seed,
-                                   image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
-                                   configs_dir=configs_dir)
+    state = validate_dataset_task(data, images=images, output=output, split=split, seed=seed,
+                                  image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
+                                  configs_dir=configs_dir, return_state=True)
+    if state.is_failed():
+        return state
+    report = state.result()
     return report if report.usable else unusable_dataset_state(report)

@@ -115,8 +115,9 @@ def setup_logging(
     """
     logger = logging.getLogger(ROOT_LOGGER_NAME)
     console_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    # The file keeps everything from DEBUG up; `level` only quiets the console.
-    logger.setLevel(logging.DEBUG if log_file is not None else console_level)
+    # The file keeps everything from DEBUG up; `level` only quiets the console. INFO stays on at the logger so an
+    # orchestrator's handlers (Prefect's run logs) still get progress lines when the console is quiet.
+    logger.setLevel(logging.DEBUG if log_file is not None else min(console_level, logging.INFO))
     for handler in [h for h in logger.handlers if getattr(h, _OWNED, False)]:
         logger.removeHandler(handler)
         handler.close()

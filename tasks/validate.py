@@ -9,6 +9,7 @@ from prefect.states import Failed, State
 
 from mlcore.data.findings import Severity
 from mlcore.data.prepare import DatasetReport, prepare_dataset
+from mlcore.errors import MlcoreError
 
 MAX_ERRORS_SHOWN = 20
 
@@ -52,9 +53,13 @@ def validate_dataset_task(
     mode: str | None = None,
     keep_empty_classes: bool = False,
     configs_dir: str | None = None,
-) -> DatasetReport:
-    report = prepare_dataset(data, images_dir=images, output_dir=output, split=split, seed=seed,
-                             image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
-                             configs_dir=configs_dir, progress=False)
+) -> DatasetReport | State:
+    """The report; a Failed state, not an exception, when the input cannot even be read (the user's to fix)."""
+    try:
+        report = prepare_dataset(data, images_dir=images, output_dir=output, split=split, seed=seed,
+                                 image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
+                                 configs_dir=configs_dir, progress=False)
+    except MlcoreError as error:
+        return Failed(message=str(error))
     create_markdown_artifact(_markdown(report), key="dataset-validation", description=f"Validation of {data}")
     return report

@@ -117,10 +117,6 @@ config_app = typer.Typer(help="Configuration templates and files.", no_args_is_h
 app.add_typer(config_app, name="config")
 app.add_typer(augment_app, name="augment")
 
-from mlcore.cli.augment import augment_app  # noqa: E402  (after app: its commands import lazily)
-
-app.add_typer(augment_app, name="augment")
-
 
 @config_app.command("list")
 def config_list() -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     from mlcore.augmentation.rules import Rule
@@ -88,7 +88,12 @@ def augment_preview(
         mode_name = mode.value
     pipeline = get_pipeline(chosen, environment, strength, mode_name, seed=seed)
     print_info(pipeline.info)
-    result = write_preview(data, pipeline, output, n=n, seed=seed, dataset=dataset)
+    try:
+        result = write_preview(data, pipeline, output, n=n, seed=seed, dataset=dataset)
+    except (ValueError, KeyError, IndexError) as error:  # a defect in unvalidated annotations, met while drawing
+        raise DatasetError(f"cannot draw a sample: {error}", where=str(data),
+                           fix=f"run `mlcore validate --data {data}` and preview the annotations.cleaned.json "
+                               "it writes") from None
     stdout.print(f"wrote {result.path} ({result.rows}x{result.cols} tiles, {result.width}x{result.height} px, "
                  f"{result.objects} objects)", highlight=False)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from rich.console import Console
-from rich.table import Table
 
 from mlcore.data.findings import Finding, Severity
 from mlcore.data.prepare import DatasetReport
@@ -16,19 +15,18 @@ EXAMPLES_PER_RULE = 3
 
 def print_summary(report: DatasetReport, console: Console) -> None:
     stats = report.statistics
-    table = Table.grid(padding=(0, 2))
-    table.add_row("dataset", f"{report.dataset}  [dim](sha256 {report.dataset_sha256[:12]}…)[/dim]")
-    table.add_row("images", f"{stats.images if stats else 0} usable, in {report.images_root}")
+    rows = [("dataset", f"{report.dataset}  (sha256 {report.dataset_sha256[:12]}…)"),
+            ("images", f"{stats.images if stats else 0} usable, in {report.images_root}")]
     if stats:
-        table.add_row("annotations", f"{stats.annotations} ({stats.crowd_annotations} crowd), "
-                                     f"{stats.negative_images} negative image(s)")
         sizes = stats.object_sizes
-        table.add_row("object sizes", f"small {sizes['small']}, medium {sizes['medium']}, large {sizes['large']}")
-    table.add_row("classes", str(report.num_classes))
-    table.add_row("mode", report.annotation_mode or "-")
+        rows += [("annotations", f"{stats.annotations} ({stats.crowd_annotations} crowd), "
+                                 f"{stats.negative_images} negative image(s)"),
+                 ("object sizes", f"small {sizes['small']}, medium {sizes['medium']}, large {sizes['large']}")]
+    rows += [("classes", str(report.num_classes)), ("mode", report.annotation_mode or "-")]
     if report.splits:
-        table.add_row("splits", ", ".join(f"{name} {count}" for name, count in report.splits.items()))
-    console.print(table)
+        rows.append(("splits", ", ".join(f"{name} {count}" for name, count in report.splits.items())))
+    for label, value in rows:  # plain lines, not a table: a table truncates long paths in pipes and CI logs
+        console.print(f"{label:<14}{value}", highlight=False, markup=False)
 
     grouped: dict[tuple[Severity, str], list[Finding]] = defaultdict(list)
     for finding in report.findings:

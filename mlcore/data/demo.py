@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mlcore.data.masks import polygon_area
 from mlcore.io import write_json_atomic
 
 DemoMode = Literal["both", "boxes", "masks"]
@@ -72,7 +73,8 @@ def make_demo_dataset(
             if mode in ("both", "boxes"):
                 box = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
                 annotation["bbox"] = [round(v, 2) for v in box]
-                annotation["area"] = round(box[2] * box[3], 2)
+                # COCO's area: the polygon's own area with masks, the box's without.
+                annotation["area"] = round(polygon_area(polygon) if mode == "both" else box[2] * box[3], 2)
             annotation["segmentation"] = [polygon] if mode in ("both", "masks") else []
             annotations.append(annotation)
         file_name = f"shapes_{image_id:04d}.jpg"

@@ -124,15 +124,43 @@ def rle_geometry(segmentation: dict[str, Any], height: int, width: int) -> MaskG
             )
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
-        rle = {"size": [height, width], "counts": counts.encode("ascii", errors="replace")}
+        runs = compressed_rle_runs(counts)
+        if runs is None or min(runs, default=0) < 0 or sum(runs) != height * width:
+            raise SegmentationProblem(
+                "rle_invalid_counts", "compressed RLE does not decode to a mask of its size",
+                "re-encode the mask with pycocotools.mask.encode on a Fortran-ordered uint8 array",
+            )
+        rle = {"size": [height, width], "counts": counts.encode("ascii")}
     area = float(mask_utils.area(rle))
     x, y, w, h = (float(value) for value in mask_utils.toBbox(rle))
-    if area > height * width or x + w > width or y + h > height:
-        raise SegmentationProblem(
-            "rle_invalid_counts", "compressed RLE does not decode to a mask of its size",
-            "re-encode the mask with pycocotools.mask.encode on a Fortran-ordered uint8 array",
-        )
     return MaskGeometry(bbox=(x, y, w, h), area=area)
+
+
+def compressed_rle_runs(counts: str) -> list[int] | None:
+    """Run lengths of a compressed RLE string (pycocotools' rleFrString, in Python); None when it is malformed.
+
+    pycocotools trusts the string and reads past the mask for a bad one, so it must be checked before use.
+    """
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                return None
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                return None
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:

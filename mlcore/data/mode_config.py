@@ -34,8 +34,9 @@ class ModeConfig(BaseModel):
     recommended_student: str
     distillation_config: DistillationSettings
     dataset: str = Field(description="The cleaned annotation file (all images) the next stages read.")
+    dataset_sha256: str = Field(description="sha256 of the cleaned file: what cache keys and lineage refer to.")
     source_dataset: str = Field(description="The user's annotation file it was made from.")
-    dataset_sha256: str
+    source_sha256: str = Field(description="sha256 of the user's file.")
     images_root: str
     mode_evidence: ModeEvidence
     statistics: DatasetStatistics

@@ -7,6 +7,7 @@ Writes into the output folder: report.json (always), and when the data is usable
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,12 +70,12 @@ def prepare_dataset(
     progress: bool = True,
 ) -> DatasetReport:
     """Validate ANNOTATION_FILE and write the outputs; with `configs_dir`, also the active configs for its mode."""
-    annotation_file = Path(annotation_file).absolute()
-    output_dir = Path(output_dir).absolute() if output_dir else default_output_dir(annotation_file)
+    annotation_file = _absolute(annotation_file)
+    output_dir = _absolute(output_dir) if output_dir else default_output_dir(annotation_file)
     ratios = parse_ratios(split) if split else None  # fail on a bad --split before the long work
     _clear_previous_outputs(output_dir, keep=annotation_file)
     raw = read_coco(annotation_file)
-    images_root = _images_root(raw, images_dir).absolute()
+    images_root = _absolute(_images_root(raw, images_dir))
     log.info("validating %s (images in %s)", annotation_file, images_root)
     output_dir.mkdir(parents=True, exist_ok=True)
     data = validate_coco(raw, images_root, image_check, progress=progress, spool_dir=output_dir)
@@ -111,7 +112,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
     )
     if usable:
         cleaned = output_dir / CLEANED_NAME
-        write_coco(cleaned, header=raw.extra, images=[i.out for i in data.images],
+        cleaned_sha256 = write_coco(cleaned, header=raw.extra, images=[i.out for i in data.images],
                    annotations=(data.spool.get(a.out) for a in data.annotations), categories=data.category_records)
         report.outputs["cleaned"] = str(cleaned)
         if ratios:
@@ -124,7 +125,8 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
             recommended_student=recommended_student(annotation_mode, len(class_categories)),
             distillation_config=DistillationSettings(template=distillation_template(annotation_mode),
                                                      losses=DISTILLATION_LOSSES[annotation_mode]),
-            dataset=str(cleaned), source_dataset=str(annotation_file), dataset_sha256=raw.sha256,
+            dataset=str(cleaned), dataset_sha256=cleaned_sha256, source_dataset=str(annotation_file),
+            source_sha256=raw.sha256,
             images_root=str(images_root), mode_evidence=evidence, statistics=statistics,
         )
         report.outputs["mode_config"] = str(mode_config.write(output_dir))
@@ -132,7 +134,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
             from mlcore.config.active import write_active_configs  # config builds on data, not the reverse
 
             splits = {name: report.outputs[name] for name in report.splits}
-            written = write_active_configs(mode_config, splits, Path(configs_dir), overwrite=overwrite_configs)
+            written = write_active_configs(mode_config, splits, _absolute(configs_dir), overwrite=overwrite_configs)
             report.outputs.update({f"config:{path.parent.name}/{path.stem}": str(path) for path in written})
     report.findings = findings.items
     report.counts = {severity.value: findings.count(severity) for severity in Severity}
@@ -140,6 +142,11 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
     report.outputs["report"] = str(report_path)
     write_json_atomic(report_path, report.model_dump(mode="json"))
     return report
+
+
+def _absolute(path: str | Path) -> Path:
+    """Absolute and normalized (no '..'): outputs are read later from other folders and machines."""
+    return Path(os.path.abspath(path))
 
 
 def _mode(data: ValidatedCoco, forced: AnnotationMode | None) -> tuple[AnnotationMode, ModeEvidence]:

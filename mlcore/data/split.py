@@ -16,7 +16,7 @@ from mlcore.errors import DatasetError
 
 
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
-RESERVED_NAMES = {"report"}  # report.json is validate's own output
+RESERVED_NAMES = {"report", "cleaned", "mode_config"}  # validate's own outputs use these names
 
 
 def parse_ratios(text: str) -> dict[str, float]:
@@ -33,7 +33,7 @@ def parse_ratios(text: str) -> dict[str, float]:
             raise DatasetError(f"cannot read '{item.strip()}'", where="--split", fix=fix)
         if not SPLIT_NAME.fullmatch(name) or name in RESERVED_NAMES:
             raise DatasetError(f"'{name}' cannot name a split (it becomes the file {name}.json)", where="--split",
-                               fix="use letters, digits, '_' or '-', and not 'report'")
+                               fix="use letters, digits, '_' or '-', and none of " + ", ".join(sorted(RESERVED_NAMES)))
         ratios[name] = ratio
     total = sum(ratios.values())
     if len(ratios) < 2 or total <= 0:

@@ -152,13 +152,14 @@ def _validate_images(raw: RawCoco, root: Path, check: ImageCheck, findings: Find
         if width is None or height is None or width <= 0 or height <= 0:
             if probe is None:
                 findings.error("image_size_missing", where, "width/height missing, fractional or not positive: "
-                               f"width={image.width}, height={image.height}",
+                               f"width={_shown(image.width)}, height={_shown(image.height)}",
                                "write the image's width and height, or run with image checks on to read them")
                 continue
             width, height = probe.size
             out = replace_fields(record, width=width, height=height)
-            findings.warning("image_size_filled", where, f"width/height were missing; read {width}x{height} "
-                             "from the file", "nothing to do: the cleaned copy has them")
+            findings.warning("image_size_filled", where,
+                             f"width/height ({_shown(image.width)}x{_shown(image.height)}) missing, fractional or not "
+                             f"positive; read {width}x{height} from the file", "nothing to do: the cleaned copy has them")
         elif probe is not None and probe.size != (width, height):
             hint = (" The file's EXIF orientation rotates it: the JSON may describe the rotated image."
                     if probe.exif_transposed and probe.size == (height, width) else "")
@@ -361,6 +362,10 @@ def _same(given: list, made: tuple | list, tolerance: float = 1e-3) -> bool:
         return True
     return len(given) == len(made) and all(
         g is not None and abs(g - m) <= tolerance * max(1.0, abs(m)) for g, m in zip(given, made))
+
+
+def _shown(value: float | None) -> str:
+    return "absent" if value is None else f"{value:g}"
 
 
 def _whole(value: float | None) -> int | None:

@@ -85,3 +85,10 @@ def test_main_job_runs_end_to_end_with_embedded_prefect(tmp_path):
     assert json.loads((prepared / ".mode_config.json").read_text())["annotation_mode"] == \
         "detection_and_segmentation"
     assert {p.name for p in prepared.glob("*.json")} >= {"train.json", "val.json", "test.json", "report.json"}
+
+
+def test_unreadable_input_fails_the_run_with_the_reason(prefect_server, tmp_path):
+    from flows.validate_dataset import validate_dataset
+
+    state = validate_dataset(str(tmp_path / "missing.json"), return_state=True)
+    assert state.is_failed() and "annotation file not found" in state.message

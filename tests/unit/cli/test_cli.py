@@ -115,3 +115,12 @@ def test_config_check_reports_every_invalid_file(tmp_path):
 def test_unknown_log_level_is_a_usage_error(demo):
     result = mlcore("--log-level", "LOUD", "validate", "--data", str(demo))
     assert result.returncode == 2 and "Traceback" not in result.stderr and "LOUD" in result.stderr
+
+
+def test_augment_preview_of_unvalidated_bad_data_is_a_user_error(tmp_path):
+    path = make_demo_dataset(tmp_path / "bad", num_images=3, seed=1)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = {"size": [10, 10], "counts": [100]}  # not the image's size
+    path.write_text(json.dumps(data))
+    result = mlcore("augment", "preview", "--data", str(path), "--n", "3", "--output", str(tmp_path / "g.png"))
+    assert result.returncode == 2 and "mlcore validate" in result.stderr and "Traceback" not in result.stderr

@@ -90,6 +90,9 @@ def test_pixel_aligned_polygon_box_equals_its_mask_box(x, y, w, h):
 @given(binary_masks(), st.booleans())
 def test_rle_box_is_exact_tight_box(mask, compressed):
     rle = mask_to_rle(mask)
+    from mlcore.data.masks import compressed_rle_runs
+
+    assert sum(compressed_rle_runs(rle["counts"])) == HEIGHT * WIDTH
     if not compressed:  # the uncompressed form: run lengths in column-major order
         flat = mask.flatten(order="F")
         changes = np.flatnonzero(np.diff(flat)) + 1
@@ -137,8 +140,9 @@ def test_segmentation_kinds():
 def test_garbage_compressed_rle_is_rejected():
     from mlcore.data.masks import SegmentationProblem
 
-    with pytest.raises(SegmentationProblem) as problem:
-        rle_geometry({"size": [4, 5], "counts": "zzzz!!"}, 4, 5)
-    assert problem.value.code == "rle_invalid_counts"
+    for garbage in ("zzzz!!", "zzzz", "0", "3"):  # malformed, or runs not covering the 20 pixels exactly
+        with pytest.raises(SegmentationProblem) as problem:
+            rle_geometry({"size": [4, 5], "counts": garbage}, 4, 5)
+        assert problem.value.code == "rle_invalid_counts"
     reference = mask_utils.encode(np.asfortranarray(np.ones((4, 5), dtype=np.uint8)))
     assert rle_geometry({"size": [4, 5], "counts": reference["counts"].decode()}, 4, 5).area == 20

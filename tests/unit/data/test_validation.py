@@ -342,7 +342,7 @@ def test_float_sizes_and_boolean_crowd_flags_are_accepted(basic):
     assert report.usable and "schema" not in codes
     basic.data["images"][0]["width"] = 100.5
     report, codes = run(basic, image_check="none", output_dir=basic.root / "o2")
-    assert not report.usable and "width=100.5" in codes["image_size_missing"][0].message
+    assert not report.usable and "width=100.5, height=80" in codes["image_size_missing"][0].message
 
 
 def test_crowd_only_category_is_named_as_such(basic):
@@ -374,7 +374,15 @@ def test_paths_in_outputs_are_absolute(basic, monkeypatch):
     assert Path(report.output_dir).is_absolute()
 
 
-@pytest.mark.parametrize("bad", ["../up:0.5,val:0.5", "report:0.5,val:0.5", "a/b:1,c:1"])
+@pytest.mark.parametrize("bad", ["../up:0.5,val:0.5", "report:0.5,val:0.5", "a/b:1,c:1", "cleaned:1,mode_config:1"])
 def test_split_names_must_be_plain_file_names(basic, bad):
     with pytest.raises(DatasetError, match="cannot name a split"):
         prepare_dataset(basic.write(), split=bad, progress=False)
+
+
+def test_mode_config_hashes_the_file_it_points_to(basic):
+    report, _ = run(basic)
+    mode_config = json.loads(Path(report.outputs["mode_config"]).read_text())
+    assert mode_config["dataset"] == report.outputs["cleaned"]
+    assert mode_config["dataset_sha256"] == hashlib.sha256(Path(report.outputs["cleaned"]).read_bytes()).hexdigest()
+    assert mode_config["source_sha256"] == report.dataset_sha256
