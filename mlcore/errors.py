@@ -33,3 +33,7 @@ class ConfigError(MlcoreError):
 
 class ModelError(MlcoreError):
     """Model weights or adapters are missing or do not match."""
+
+
+class TrainingError(MlcoreError):
+    """Training cannot continue (e.g. the loss keeps coming out NaN or infinite)."""

@@ -63,6 +63,12 @@ class CheckpointConfig(ConfigModel):
     save_dir: Path = Field(default=Path("runs/checkpoints"), description="Folder for checkpoints (created).")
     keep_last_k: int = Field(default=3, ge=1, description="Keep this many recent checkpoints plus the best one.")
     save_every_n_epochs: int = Field(default=1, ge=1, description="Checkpoint interval in epochs.")
+    save_every_n_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also save mid-epoch every this many optimizer steps (only the newest is kept), so a killed run "
+        "resumes mid-epoch; null: only at epoch ends.",
+    )
     best_metric: str = Field(
         default="map50_95", min_length=1, description="Metric that picks the best checkpoint (e.g. map50_95, map50)."
     )
