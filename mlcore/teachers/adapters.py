@@ -1,0 +1,168 @@
+"""LoRA adapters on disk: PEFT's own files plus `mlcore_adapter.json`, so an adapter alone can rebuild its teacher.
+
+    <adapter_dir>/adapter_model.safetensors   the LoRA weights only (PEFT)
+    <adapter_dir>/adapter_config.json         PEFT's LoraConfig
+    <adapter_dir>/mlcore_adapter.json         family, preset, base weights, class mapping, prompts, sha256 of weights
+
+`PeftModel.from_pretrained(base, adapter_dir)` loads it like any PEFT adapter; `load_adapter(adapter_dir)` also
+rebuilds the base model from the metadata and refuses weights whose checksum changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from peft import PeftModel, get_peft_model_state_dict
+from pydantic import BaseModel, Field, ValidationError
+from safetensors import safe_open
+
+from mlcore.errors import ModelError
+from mlcore.io import sha256_file, write_json_atomic
+from mlcore.teachers.grounding_dino import load_grounding_dino
+from mlcore.teachers.lora import LoraReport, merge_lora_weights
+from mlcore.teachers.sam import load_sam
+from mlcore.teachers.types import Teacher
+from mlcore.teachers.weights import models_dir
+
+METADATA_NAME = "mlcore_adapter.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+FORMAT_VERSION = 1
+
+
+class AdapterMetadata(BaseModel):
+    """What `load_adapter` needs to rebuild base + adapter, and what a person needs to know what it is."""
+
+    format_version: int = FORMAT_VERSION
+    family: Literal["grounding_dino", "sam"]
+    preset: str = Field(description="Teacher preset of the base model (tiny, grounding_dino_swint, sam_vit_b, ...).")
+    base_model: str = Field(description="The base weights: the preset's folder name, or 'random_init'.")
+    hub_repository: str | None = Field(default=None, description="Where the base weights come from.")
+    random_init: bool = Field(description="Base built with seeded random weights (tiny, benchmarks).")
+    base_weights_path: str | None = Field(default=None, description="Base weights folder when it was saved.")
+    class_mapping: dict[str, str] = Field(description="Class index -> class name the adapter was trained on.")
+    class_prompts: dict[str, list[str]] = Field(default_factory=dict, description="Synonym phrases per class.")
+    inference: dict[str, float] = Field(default_factory=dict, description="Grounding DINO thresholds.")
+    lora: dict[str, Any] = Field(default_factory=dict, description="r, alpha, dropout, target_modules, bias.")
+    lora_report: dict[str, Any] | None = Field(default=None, description="Trainable parameter counts.")
+    adapter_file: str = ADAPTER_WEIGHTS
+    adapter_sha256: str
+    mlcore_version: str = Field(default_factory=lambda: _mlcore_version(), description="mlcore that saved it.")
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.class_mapping[str(index)] for index in range(len(self.class_mapping))]
+
+
+def save_adapter(teacher: Teacher, adapter_dir: str | os.PathLike[str], *,
+                 class_mapping: Mapping[str, str] | Sequence[str], class_prompts: Mapping[str, Sequence[str]] | None
+                 = None, inference: Mapping[str, float] | None = None, report: LoraReport | None = None
+                 ) -> AdapterMetadata:
+    """Write the adapter weights (safetensors), PEFT's config and mlcore_adapter.json with their sha256."""
+    if not isinstance(teacher.model, PeftModel):
+        raise ModelError("this teacher has no LoRA adapter to save (merged, or LoRA never applied)",
+                         fix="save before merge_lora_weights; apply LoRA with apply_lora_to_grounding_dino/_sam")
+    folder = Path(adapter_dir)
+    teacher.model.save_pretrained(folder, safe_serialization=True)
+    peft_config = teacher.model.peft_config["default"]
+    targets = peft_config.target_modules
+    metadata = AdapterMetadata(
+        family=teacher.family, preset=teacher.preset.name,
+        base_model="random_init" if teacher.random_init else str(teacher.preset.folder),
+        hub_repository=None if teacher.random_init else teacher.preset.hub_repository,
+        random_init=teacher.random_init, base_weights_path=None if teacher.random_init else teacher.weights,
+        class_mapping=_as_mapping(class_mapping),
+        class_prompts={name: list(phrases) for name, phrases in (class_prompts or {}).items()},
+        inference=dict(inference or {}),
+        lora={"r": peft_config.r, "alpha": peft_config.lora_alpha, "dropout": peft_config.lora_dropout,
+              "target_modules": targets if isinstance(targets, str) else sorted(targets), "bias": peft_config.bias},
+        lora_report=report.to_dict() if report else None,
+        adapter_sha256=sha256_file(folder / ADAPTER_WEIGHTS),
+    )
+    write_json_atomic(folder / METADATA_NAME, metadata.model_dump(mode="json"))
+    return metadata
+
+
+def read_adapter_metadata(adapter_dir: str | os.PathLike[str]) -> AdapterMetadata:
+    path = Path(adapter_dir) / METADATA_NAME
+    if not path.is_file():
+        raise ModelError(f"not an mlcore adapter folder: {METADATA_NAME} is missing", where=str(adapter_dir),
+                         fix="point at the folder the teacher training wrote (it holds adapter_model.safetensors "
+                             f"and {METADATA_NAME})")
+    try:
+        return AdapterMetadata.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ModelError(f"{METADATA_NAME} is invalid: {exc.errors()[0]['msg']}", where=str(path),
+                         fix="retrain the teacher, or restore the file from the training output") from None
+
+
+def verify_adapter_checksum(adapter_dir: str | os.PathLike[str], metadata: AdapterMetadata | None = None) -> None:
+    """The weights file must be the one that was saved: a changed or truncated file is a ModelError."""
+    metadata = metadata or read_adapter_metadata(adapter_dir)
+    weights = Path(adapter_dir) / metadata.adapter_file
+    if not weights.is_file():
+        raise ModelError("adapter weights are missing", where=str(weights),
+                         fix="copy the whole adapter folder, or retrain the teacher")
+    actual = sha256_file(weights)
+    if actual != metadata.adapter_sha256:
+        raise ModelError(f"adapter weights do not match their checksum (sha256 {actual[:12]}..., recorded "
+                         f"{metadata.adapter_sha256[:12]}...): the file changed after it was saved",
+                         where=str(weights), fix="restore the adapter folder from the training output, or retrain")
+
+
+def load_adapter(adapter_dir: str | os.PathLike[str], *, weights_dir: str | os.PathLike[str] | None = None,
+                 device: str | torch.device | None = None, merge: bool = False, is_trainable: bool = False
+                 ) -> Teacher:
+    """Rebuild the base model the metadata names, attach the adapter (checksum verified first); merge=True folds
+    it into the base for inference, is_trainable=True to continue training it.
+
+    Base weights: weights_dir, else $MLCORE_MODELS_DIR, else the folder recorded when the adapter was saved.
+    """
+    folder = Path(adapter_dir)
+    metadata = read_adapter_metadata(folder)
+    verify_adapter_checksum(folder, metadata)
+    if weights_dir is None and models_dir() is None and metadata.base_weights_path:
+        weights_dir = metadata.base_weights_path
+    load_base = load_grounding_dino if metadata.family == "grounding_dino" else load_sam
+    teacher = load_base(metadata.preset, weights_dir, random_init=metadata.random_init)
+    try:
+        model = PeftModel.from_pretrained(teacher.model, folder, is_trainable=is_trainable)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelError(f"the adapter does not fit the {metadata.family} base model "
+                         f"({str(exc).strip().splitlines()[0]})", where=str(folder),
+                         fix="load it on the base it was trained on (same preset and weights)") from None
+    _check_all_weights_loaded(model, folder / metadata.adapter_file)
+    teacher.model = merge_lora_weights(model) if merge else model
+    teacher.adapter = metadata
+    if device is not None:
+        teacher.model.to(device)
+    return teacher
+
+
+def _check_all_weights_loaded(model: PeftModel, weights: Path) -> None:
+    """PEFT only warns when adapter keys find no module; a half-applied adapter must not pass silently."""
+    with safe_open(str(weights), framework="pt") as handle:
+        saved = set(handle.keys())
+    expected = set(get_peft_model_state_dict(model))
+    if saved != expected:
+        missing = sorted(expected - saved)[:3]
+        unused = sorted(saved - expected)[:3]
+        raise ModelError(f"the adapter does not fit the base model: missing {missing}, unused {unused}",
+                         where=str(weights.parent), fix="load it on the base it was trained on")
+
+
+def _as_mapping(class_mapping: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    if isinstance(class_mapping, Mapping):
+        return {str(key): str(value) for key, value in class_mapping.items()}
+    return {str(index): str(name) for index, name in enumerate(class_mapping)}
+
+
+def _mlcore_version() -> str:
+    try:
+        return importlib_metadata.version("mlcore")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
