@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
-from prefect.states import State
+from prefect.states import Failed, State
 from pydantic import BaseModel
 
 from mlcore.data.prepare import DatasetReport
@@ -48,8 +48,8 @@ def training_pipeline(
         stages.append("demo-data")
     state = validate_dataset_task(data, images=images, output=str(Path(workdir) / "prepared"), split=split,
                                   seed=seed, return_state=True)
-    if state.is_failed():
-        return state
+    if state.is_failed():  # a new state: returning the task's own would read "1/1 states failed"
+        return Failed(message=state.message)
     report = state.result()
     stages += list(STAGES_AVAILABLE)
     if not report.usable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import flow
-from prefect.states import State
+from prefect.states import Failed, State
 
 from mlcore.data.prepare import DatasetReport
 from tasks.validate import unusable_dataset_state, validate_dataset_task
@@ -30,7 +30,7 @@ def validate_dataset(
     state = validate_dataset_task(data, images=images, output=output, split=split, seed=seed,
                                   image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
                                   configs_dir=configs_dir, return_state=True)
-    if state.is_failed():
-        return state
+    if state.is_failed():  # a new state: returning the task's own would read "1/1 states failed"
+        return Failed(message=state.message)
     report = state.result()
     return report if report.usable else unusable_dataset_state(report)
