@@ -113,6 +113,37 @@ def demo_data(
     stdout.print(f"wrote {images} images and {path}", highlight=False)
 
 
+@app.command("train-teacher")
+def train_teacher(
+    data: Annotated[Path, typer.Option("--data", help="COCO JSON of the training split (from `mlcore validate`).")],
+    val: Annotated[Path, typer.Option("--val", help="COCO JSON of the validation split.")],
+    output: Annotated[Path, typer.Option("--output", help="Run folder: adapters, checkpoints, metrics.json.")],
+    auto_detect: Annotated[bool, typer.Option("--auto-detect", help="No .mode_config.json beside --data: run the "
+                                              "validate step into OUTPUT/dataset/ to detect the mode.")] = False,
+    preset: Annotated[Optional[str], typer.Option(help="tiny: tiny presets for both teachers (CPU smoke runs); "
+                                                  "or one full-size preset name.")] = None,
+    gpu: Annotated[Optional[int], typer.Option("--gpu", help="Train on cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 if any, else cpu).")
+                      ] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override both teachers' training.epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Override training.batch_size.")] = None,
+    config: Annotated[Optional[list[Path]], typer.Option(
+        "--config", help="Teacher config YAML; give it twice for one Grounding DINO and one SAM config.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUTPUT.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fine-tune the teachers the dataset's mode needs (Grounding DINO and/or SAM) with LoRA."""
+    from mlcore.training.teacher_setup import train_teachers
+
+    result = train_teachers(data, val, output, auto_detect=auto_detect, preset=preset, device=device, gpu=gpu,
+                            epochs=epochs, batch_size=batch_size, config_files=config or [], resume=resume,
+                            progress=progress)
+    for family, run in result.runs.items():
+        stdout.print(f"{family}: best {run.best_metric} {run.best if run.best is not None else float('nan'):.4f} "
+                     f"(epoch {run.best_epoch}) -> {run.adapter_dir}", highlight=False)
+    stdout.print(f"metrics: {result.metrics_path}", highlight=False)
+
+
 config_app = typer.Typer(help="Configuration templates and files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(augment_app, name="augment")

@@ -16,6 +16,9 @@
         decision = ckpt.end_epoch(epoch, evaluate(model), manager, final=epoch == epochs - 1)
         if decision.stop:
             break
+
+Teacher fine-tuning (imports transformers, so not re-exported here): `mlcore.training.teacher_trainer.TeacherTrainer`
+and `mlcore.training.teacher_setup.train_teachers` (what `mlcore train-teacher` runs).
 """
 
 from mlcore.training.batchnorm import freeze_batchnorm

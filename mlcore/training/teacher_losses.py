@@ -1,0 +1,93 @@
+"""What the teachers learn from: a sample's objects as Grounding DINO labels, and SAM's mask loss.
+
+Crowd regions are ignore-regions and never become targets; annotations of categories outside the class mapping
+(unused categories `validate` left out) are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mlcore.config.schemas.teachers import SamLossWeights
+from mlcore.data.coco_dataset import Sample
+from mlcore.preprocess import PreprocessMeta
+from mlcore.teachers.prompts import PromptChunk
+
+
+@dataclass(frozen=True)
+class Objects:
+    """One image's trainable objects: xyxy boxes in the original frame, class indices, and which have masks."""
+
+    boxes: torch.Tensor  # (n, 4) float32
+    class_ids: torch.Tensor  # (n,) int64, contiguous class indices of the mode config
+    has_mask: np.ndarray  # (n,) bool
+    annotation_index: np.ndarray  # (n,) position in the sample's annotations (to pick its mask)
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def masks(self, sample: Sample) -> np.ndarray:
+        """(m, H, W) uint8 masks of the objects that have one, in the order of `self[self.has_mask]`."""
+        return sample.masks()[self.annotation_index[self.has_mask]]
+
+
+def sample_objects(sample: Sample, class_of_category: Mapping[int, int]) -> Objects:
+    """Non-crowd annotations whose category is a class, with non-empty boxes."""
+    widths, heights = sample.boxes[:, 2], sample.boxes[:, 3]
+    known = np.array([int(c) in class_of_category for c in sample.category_ids], dtype=bool)
+    keep = np.flatnonzero(~sample.iscrowd & known & (widths > 0) & (heights > 0))
+    xywh = torch.from_numpy(sample.boxes[keep]).float().reshape(-1, 4)
+    boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+    class_ids = torch.tensor([class_of_category[int(c)] for c in sample.category_ids[keep]], dtype=torch.long)
+    return Objects(boxes=boxes, class_ids=class_ids, has_mask=sample.has_masks[keep] if len(keep) else
+                   np.zeros(0, dtype=bool), annotation_index=keep)
+
+
+def dino_labels(objects: Objects, meta: PreprocessMeta, chunk: PromptChunk) -> dict[str, torch.Tensor]:
+    """Grounding DINO's `labels` entry for one image and prompt chunk: only the boxes of classes in that chunk,
+    class_labels as phrase indices, boxes as normalized cx, cy, w, h over the model input."""
+    in_chunk = torch.tensor([int(c) in chunk.class_ids for c in objects.class_ids], dtype=torch.bool)
+    classes = objects.class_ids[in_chunk]
+    return {"class_labels": torch.tensor([chunk.label_index(int(c)) for c in classes], dtype=torch.long),
+            "boxes": meta.boxes_to_normalized_cxcywh(objects.boxes[in_chunk]).float().clamp(0, 1)}
+
+
+def jitter_boxes(boxes: torch.Tensor, fraction: float, width: int, height: int) -> torch.Tensor:
+    """Move each edge by up to `fraction` of the box's size (global torch RNG: restored on resume), inside the image."""
+    if fraction <= 0 or boxes.numel() == 0:
+        return boxes
+    size = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    moved = boxes + (torch.rand(boxes.shape) * 2 - 1) * fraction * size
+    x1, y1, x2, y2 = moved.unbind(1)
+    x1, x2 = torch.minimum(x1, x2).clamp(0, width), torch.maximum(x1, x2).clamp(0, width)
+    y1, y2 = torch.minimum(y1, y2).clamp(0, height), torch.maximum(y1, y2).clamp(0, height)
+    return torch.stack([x1, y1, x2, y2], dim=1)
+
+
+def mask_targets(masks: np.ndarray, meta: PreprocessMeta, size: int) -> torch.Tensor:
+    """(m, H, W) original-frame masks -> (m, size, size) soft targets over SAM's whole padded input, at the
+    resolution of its low-res logits (area-averaged, so edges keep their partial coverage)."""
+    model_frame = meta.masks_to_model(torch.from_numpy(masks)).float()
+    return F.interpolate(model_frame[:, None], size=(size, size), mode="area")[:, 0]
+
+
+def sam_mask_loss(logits: torch.Tensor, iou_predictions: torch.Tensor, targets: torch.Tensor,
+                  weights: SamLossWeights) -> torch.Tensor:
+    """BCE + Dice on the mask logits, plus MSE between SAM's predicted IoU and its mask's true IoU (all per mask,
+    averaged over masks)."""
+    logits, iou_predictions = logits.float(), iou_predictions.float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean((1, 2))
+    probabilities = logits.sigmoid()
+    overlap = (probabilities * targets).sum((1, 2))
+    dice = 1 - (2 * overlap + 1) / (probabilities.sum((1, 2)) + targets.sum((1, 2)) + 1)
+    with torch.no_grad():
+        predicted, truth = logits > 0, targets > 0.5
+        union = (predicted | truth).sum((1, 2)).clamp(min=1)
+        true_iou = (predicted & truth).sum((1, 2)) / union
+    iou = (iou_predictions - true_iou) ** 2
+    return (weights.bce * bce + weights.dice * dice + weights.iou * iou).mean()

@@ -1,0 +1,124 @@
+"""From `train-teacher`'s options to a `TeacherTrainer`: find the mode config, pick the configs and the device.
+
+    result = train_teachers("prepared/train.json", "prepared/val.json", "runs/teachers", preset="tiny", device="cpu")
+
+The mode comes from the `.mode_config.json` that `mlcore validate` wrote beside the data, or, with auto_detect,
+from running the validate step into `<output>/dataset/` (the cleaned copies are then what trains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mlcore.config import load_config
+from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig
+from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
+from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
+from mlcore.errors import ConfigError, DatasetError
+from mlcore.logs import get_logger
+from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, SAM_PRESETS
+from mlcore.training.teacher_trainer import StepCallback, TeacherTrainer, TeacherTrainingResult
+
+log = get_logger(__name__)
+
+TeacherConfigs = tuple[TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig]
+
+
+def resolve_device(device: str | None = None, gpu: int | None = None) -> torch.device:
+    """`--device` as given, `--gpu N` -> cuda:N, else cuda:0 when CUDA is there, else cpu."""
+    if device is not None and gpu is not None:
+        raise ConfigError("--device and --gpu both given", fix="pass one of them")
+    if gpu is not None:
+        device = f"cuda:{gpu}"
+    if device is None:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}", where="--device", fix="use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and (not torch.cuda.is_available()
+                                    or (resolved.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"{resolved} is not available on this machine", where="--device / --gpu",
+                          fix="pick an existing GPU, or pass --device cpu")
+    return resolved
+
+
+def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False
+                 ) -> tuple[ModeConfig, Path, Path]:
+    """(mode config, train file, val file): the validate output beside the data, or a fresh validate run."""
+    data, val = Path(data), Path(val)
+    beside = data.parent / MODE_CONFIG_NAME
+    if beside.is_file():
+        return ModeConfig.read(beside), data, val
+    if not auto_detect:
+        raise ConfigError(f"no {MODE_CONFIG_NAME} beside the training data", where=str(data),
+                          fix=f"run `mlcore validate --data <annotations.json> --split ...` and train on the split "
+                              f"files it writes (the {MODE_CONFIG_NAME} is beside them), or pass --auto-detect")
+    from mlcore.data.prepare import prepare_dataset  # the validate step; only needed here
+
+    prepared = []
+    for name, path in (("train", data), ("val", val)):
+        report = prepare_dataset(path, output_dir=Path(output_dir) / "dataset" / name, progress=False)
+        if not report.usable:
+            raise DatasetError(f"the {name} data is not usable for training", where=str(path),
+                               fix=f"see {report.outputs.get('report')} (or run `mlcore validate --data {path}`)")
+        prepared.append(report)
+    mode = ModeConfig.read(Path(prepared[0].outputs["mode_config"]))
+    log.info("detected mode %s from %s", mode.annotation_mode, data)
+    return mode, Path(prepared[0].outputs["cleaned"]), Path(prepared[1].outputs["cleaned"])
+
+
+def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | None = None, epochs: int | None = None,
+                    batch_size: int | None = None) -> TeacherConfigs:
+    """The two teacher configs: from the given files (at most one of each kind), else defaults; then overrides."""
+    dino, sam = TeacherGroundingDinoLoraConfig(), TeacherSamLoraConfig()
+    seen: set[str] = set()
+    for path in config_files:
+        config = load_config(path)
+        if not isinstance(config, (TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig)):
+            raise ConfigError(f"--config takes teacher configs, this one is kind {config.kind!r}", where=str(path),
+                              fix="pass teacher_grounding_dino_lora and/or teacher_sam_lora files")
+        if config.kind in seen:
+            raise ConfigError(f"two {config.kind} configs given", where=str(path), fix="pass one of each kind")
+        seen.add(config.kind)
+        if isinstance(config, TeacherGroundingDinoLoraConfig):
+            dino = config
+        else:
+            sam = config
+    if preset is not None:
+        if preset == "tiny":
+            dino.model.preset, sam.model.preset = "tiny", "tiny"
+        elif preset in GROUNDING_DINO_PRESETS:
+            dino.model.preset = preset
+        elif preset in SAM_PRESETS:
+            sam.model.preset = preset
+        else:
+            raise ConfigError(f"unknown teacher preset {preset!r}", where="--preset",
+                              fix=f"use one of: {', '.join(dict.fromkeys([*GROUNDING_DINO_PRESETS, *SAM_PRESETS]))}")
+    for config in (dino, sam):
+        if epochs is not None:
+            config.training.epochs = epochs
+        if batch_size is not None:
+            config.training.batch_size = batch_size
+    return dino, sam
+
+
+def train_teachers(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False,
+                   preset: str | None = None, device: str | None = None, gpu: int | None = None,
+                   epochs: int | None = None, batch_size: int | None = None,
+                   config_files: Sequence[str | Path] = (), resume: bool = False,
+                   dynamics: TrainingDynamicsConfig | None = None, checkpointing: CheckpointConfig | None = None,
+                   progress: bool = True, on_step: StepCallback | None = None) -> TeacherTrainingResult:
+    """What `mlcore train-teacher` does: resolve mode, configs and device, then train the teachers the mode needs."""
+    output_dir = Path(output_dir)
+    dino, sam = teacher_configs(config_files, preset=preset, epochs=epochs, batch_size=batch_size)
+    resolved_device = resolve_device(device, gpu)
+    mode, train_file, val_file = resolve_mode(data, val, output_dir, auto_detect=auto_detect)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = TeacherTrainer(output_dir, mode, train=train_file, val=val_file, grounding_dino=dino, sam=sam,
+                             device=resolved_device, resume=resume, dynamics=dynamics, checkpointing=checkpointing,
+                             progress=progress, on_step=on_step)
+    return trainer.run()

@@ -1,0 +1,327 @@
+"""Teacher fine-tuning: LoRA on Grounding DINO (boxes from class names) and SAM (masks from boxes), mode-aware.
+
+    trainer = TeacherTrainer(run_dir, mode_config, train="train.json", val="val.json",
+                             grounding_dino=dino_config, sam=sam_config, device="cuda:0")
+    result = trainer.run()          # trains the teachers the mode needs, writes adapters and metrics.json
+
+Writes into `run_dir`:
+    grounding_dino_lora/, sam_lora/         adapters of the BEST epoch (`save_adapter`), only for the trained teachers
+    checkpoints/<teacher>/                  `CheckpointManager` files; `resume=True` continues from the newest
+    cache/sam_embeddings/<key>.pt           SAM image embeddings (fp16), computed once per image, ever
+    tensorboard/<teacher>/                  train/loss, train/lr, train/grad_norm per step; val/* per epoch
+    metrics.json                            per teacher: per-epoch loss and val metrics, best, LoRA counts, timings
+
+Each teacher runs the same loop (`_fit`): seed, LoRA + the trainable-ratio check, TrainingManager, CheckpointManager,
+then per epoch the batches and one validation. Only its loss and its evaluation differ.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig
+from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
+from mlcore.data.coco_dataset import CocoDataset
+from mlcore.data.mode_config import ModeConfig
+from mlcore.errors import ConfigError, DatasetError
+from mlcore.io import write_json_atomic
+from mlcore.logs import get_logger, tensorboard_writer
+from mlcore.preprocess import load_rgb
+from mlcore.teachers import (apply_lora_to_grounding_dino, apply_lora_to_sam, build_prompt_chunks, load_grounding_dino,
+                             load_sam, save_adapter, verify_lora_freezing)
+from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
+from mlcore.teachers.grounding_dino import max_text_len
+from mlcore.teachers.lora import LoraReport
+from mlcore.teachers.sam import decode_boxes
+from mlcore.teachers.types import Teacher
+from mlcore.training.checkpoint import CheckpointManager
+from mlcore.training.data_order import epoch_loader
+from mlcore.training.manager import TrainingManager
+from mlcore.training.reproducibility import seed_everything
+from mlcore.training.sam_cache import SamEmbeddingCache
+from mlcore.training.scalars import TrainingScalars
+from mlcore.training.teacher_eval import evaluate_grounding_dino, evaluate_sam
+from mlcore.training.teacher_losses import dino_labels, jitter_boxes, mask_targets, sam_mask_loss, sample_objects
+
+log = get_logger(__name__)
+
+METRICS_NAME = "metrics.json"
+BEST_METRIC = {"grounding_dino": "map50_95", "sam": "mean_iou"}  # picks each teacher's best epoch (higher is better)
+
+StepCallback = Callable[[str, int], None]  # (teacher family, optimizer steps so far), after every micro-batch
+
+
+@dataclass
+class TeacherRun:
+    """What training one teacher produced; `to_dict()` is its entry in metrics.json."""
+
+    family: str
+    preset: str
+    adapter_dir: Path
+    best_metric: str
+    best: float | None
+    best_epoch: int | None
+    epochs: list[dict[str, float]]  # per epoch: train_loss, the val metrics, epoch_seconds
+    lora: dict[str, Any]
+    timings: dict[str, float]
+    resumed_from: str | None
+    train_images: int
+    val_images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "adapter": str(self.adapter_dir),
+                "best": {"metric": self.best_metric, "value": self.best, "epoch": self.best_epoch},
+                "epochs": self.epochs, "lora": self.lora, "timings": self.timings, "resumed_from": self.resumed_from,
+                "train_images": self.train_images, "val_images": self.val_images}
+
+
+@dataclass
+class TeacherTrainingResult:
+    output_dir: Path
+    mode: str
+    device: str
+    runs: dict[str, TeacherRun] = field(default_factory=dict)
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        return {family: run.adapter_dir for family, run in self.runs.items()}
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.output_dir / METRICS_NAME
+
+
+class TeacherTrainer:
+    """Trains the teachers `mode_config.recommended_teachers` names, one after the other, into `output_dir`.
+
+    dynamics: schedule, warmup and seed (lr, weight decay, accumulation, clipping and precision come from each
+    teacher config's `training` section). checkpointing: keep/interval/early-stopping settings; its save_dir,
+    best_metric and resume are set per teacher. on_step: called after every micro-batch (tests stop runs with it).
+    """
+
+    def __init__(self, output_dir: str | Path, mode_config: ModeConfig, *, train: str | Path, val: str | Path,
+                 train_images: str | Path | None = None, val_images: str | Path | None = None,
+                 grounding_dino: TeacherGroundingDinoLoraConfig | None = None,
+                 sam: TeacherSamLoraConfig | None = None, device: str | torch.device = "cpu", resume: bool = False,
+                 dynamics: TrainingDynamicsConfig | None = None, checkpointing: CheckpointConfig | None = None,
+                 progress: bool = True, on_step: StepCallback | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.mode = mode_config
+        self.class_of_category = {int(cid): int(index) for index, cid in mode_config.category_ids.items()}
+        images_root = Path(mode_config.images_root)
+        self.train_file, self.val_file = Path(train), Path(val)
+        self.train = CocoDataset(train, train_images or _existing(images_root))
+        self.val = CocoDataset(val, val_images or _existing(images_root))
+        self.configs = {"grounding_dino": grounding_dino or TeacherGroundingDinoLoraConfig(),
+                        "sam": sam or TeacherSamLoraConfig()}
+        self.device = torch.device(device)
+        self.resume = resume
+        self.dynamics = dynamics or TrainingDynamicsConfig()
+        self.checkpointing = checkpointing or CheckpointConfig()
+        self.progress = progress
+        self.on_step = on_step
+
+    def run(self) -> TeacherTrainingResult:
+        result = TeacherTrainingResult(self.output_dir, self.mode.annotation_mode, str(self.device))
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for family in self.mode.recommended_teachers:
+            train = self.train_grounding_dino if family == "grounding_dino" else self.train_sam
+            result.runs[family] = train()
+            self._write_metrics(result, started)  # after each teacher: a later failure keeps the finished one's
+        return result
+
+    # -- the two teachers ----------------------------------------------------------------------------------------
+
+    def train_grounding_dino(self) -> TeacherRun:
+        config: TeacherGroundingDinoLoraConfig = self.configs["grounding_dino"]
+        seed_everything(self.dynamics.seed, self.dynamics.deterministic)
+        teacher = load_grounding_dino(config.model.preset, config.model.weights_dir, device=self.device)
+        teacher.model = apply_lora_to_grounding_dino(teacher.model, config.lora)
+        report = self._check_lora(teacher, config.lora.max_trainable_fraction)
+        class_prompts = config.class_prompts or None
+        chunks = build_prompt_chunks(teacher.tokenizer, self.mode.class_names, class_prompts,
+                                     max_text_len(teacher.model))
+        preprocessor = teacher.preprocessor()
+
+        def batch_loss(indices: list[int]) -> torch.Tensor:
+            samples = [self.train[i] for i in indices]
+            batch = preprocessor([load_rgb(sample.image_path) for sample in samples])
+            pixel_values = batch.pixel_values.to(device=self.device, dtype=teacher.dtype)
+            pixel_mask = batch.pixel_mask.to(self.device)
+            objects = [sample_objects(sample, self.class_of_category) for sample in samples]
+            total = pixel_values.new_zeros(())
+            # Each prompt chunk is its own forward, labelled with only its classes' boxes (one chunk: all of them).
+            for chunk in chunks:
+                labels = [{key: value.to(self.device) for key, value in dino_labels(o, meta, chunk).items()}
+                          for o, meta in zip(objects, batch.meta)]
+                outputs = teacher.model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=labels,
+                                        **chunk.encode(len(samples), self.device))
+                total = total + outputs.loss
+            return total / len(chunks)
+
+        def evaluate() -> dict[str, float]:
+            return evaluate_grounding_dino(teacher, self.val, self.val_file, chunks, self.mode.category_ids,
+                                           batch_size=config.training.batch_size)
+
+        inference = config.inference.model_dump()
+        return self._fit("grounding_dino", teacher, report, list(range(len(self.train))), config.training,
+                         batch_loss, evaluate, len(self.val), {"class_prompts": config.class_prompts,
+                                                               "inference": inference}, {})
+
+    def train_sam(self) -> TeacherRun:
+        config: TeacherSamLoraConfig = self.configs["sam"]
+        if not config.freeze.image_encoder:
+            raise ConfigError("the SAM teacher trains its mask decoder from cached image embeddings, so the image "
+                              "encoder must stay frozen", where="teacher_sam_lora.freeze.image_encoder",
+                              fix="set freeze.image_encoder: true")
+        if not config.cache_image_embeddings:
+            log.warning("cache_image_embeddings: false is ignored: the frozen encoder's embeddings are always cached")
+        seed_everything(self.dynamics.seed, self.dynamics.deterministic)
+        teacher = load_sam(config.model.preset, config.model.weights_dir, device=self.device)
+        teacher.model = apply_lora_to_sam(teacher.model, config.lora, config.freeze)
+        report = self._check_lora(teacher, config.lora.max_trainable_fraction)
+
+        train_items = self._images_with_masks(self.train)
+        val_items = self._images_with_masks(self.val)
+        if not train_items:
+            raise DatasetError("no training image has a (non-crowd) mask: SAM has nothing to learn from",
+                               where=str(self.train_file), fix="add segmentations, or train detection_only")
+        cache = SamEmbeddingCache(self.output_dir / "cache" / "sam_embeddings", teacher, progress=self.progress)
+        cache_started = time.perf_counter()
+        cache.fill([self.train[i].image_path for i in train_items] + [self.val[i].image_path for i in val_items])
+        cache_seconds = time.perf_counter() - cache_started
+
+        def batch_loss(indices: list[int]) -> torch.Tensor:
+            losses = []
+            for index in indices:
+                sample = self.train[index]
+                objects = sample_objects(sample, self.class_of_category)
+                meta = cache.preprocessor.plan(sample.height, sample.width)
+                boxes = jitter_boxes(objects.boxes[torch.from_numpy(objects.has_mask)], config.box_jitter_fraction,
+                                     sample.width, sample.height)
+                logits, iou_predictions = decode_boxes(teacher.model, cache.get(sample.image_path),
+                                                       meta.boxes_to_model(boxes))
+                targets = mask_targets(objects.masks(sample), meta, logits.shape[-1]).to(logits.device)
+                losses.append(sam_mask_loss(logits, iou_predictions, targets, config.loss))
+            return torch.stack(losses).mean()
+
+        def evaluate() -> dict[str, float]:
+            return evaluate_sam(teacher, self.val, val_items, cache, self.class_of_category)
+
+        timings = {"embedding_cache_seconds": cache_seconds, "images_encoded": float(cache.encoder_calls)}
+        return self._fit("sam", teacher, report, train_items, config.training, batch_loss, evaluate, len(val_items),
+                         {}, timings)
+
+    # -- the shared loop -----------------------------------------------------------------------------------------
+
+    def _fit(self, family: str, teacher: Teacher, report: LoraReport, items: list[int], training: Any,
+             batch_loss: Callable[[list[int]], torch.Tensor], evaluate: Callable[[], dict[str, float]],
+             val_images: int, adapter_extras: dict[str, Any], timings: dict[str, float]) -> TeacherRun:
+        started = time.perf_counter()
+        model, epochs, batch_size = teacher.model, training.epochs, training.batch_size
+        dynamics = self.dynamics.model_copy(update={
+            "lr": training.lr, "weight_decay": training.weight_decay, "grad_accum_steps": training.grad_accum_steps,
+            "clip_grad_norm": training.max_grad_norm, "mixed_precision": training.mixed_precision})
+        loader = epoch_loader(items, batch_size, dynamics.seed, collate_fn=list)
+        manager = TrainingManager(model, model.parameters(), dynamics, device=self.device,
+                                  batches_per_epoch=len(loader), epochs=epochs)
+        ckpt = CheckpointManager(self.checkpointing.model_copy(update={
+            "save_dir": self.output_dir / "checkpoints" / family, "best_metric": BEST_METRIC[family],
+            "best_mode": "max", "resume": self.resume}), model)
+        state = ckpt.resume(manager)
+        train_seconds = eval_seconds = 0.0
+        with tensorboard_writer(self.output_dir / "tensorboard" / family) as writer:
+            scalars = TrainingScalars(writer)
+            for epoch in range(state.epoch, epochs):
+                if ckpt.tracker.stopped:
+                    break
+                epoch_started = time.perf_counter()
+                manager.train()
+                start = state.start_batch(epoch)
+                # A step checkpoint after an epoch's last batch resumes at its end: nothing left to skip past.
+                loader.sampler.set_epoch(epoch, skip=min(start * batch_size, len(items)))
+                losses = []
+                bar = tqdm(loader, desc=f"{family} epoch {epoch + 1}/{epochs}", unit="batch",
+                           disable=not self.progress, initial=start, total=start + len(loader))
+                for batch_index, batch in enumerate(bar, start=start):
+                    result = manager.training_step(lambda: batch_loss(batch))
+                    scalars.step(result, manager.global_step)
+                    if math.isfinite(result.loss):
+                        losses.append(result.loss)
+                        bar.set_postfix(loss=f"{result.loss:.4g}")
+                    ckpt.maybe_save_step(epoch, batch_index, manager)
+                    if self.on_step is not None:
+                        self.on_step(family, manager.global_step)
+                manager.flush()
+                train_seconds += time.perf_counter() - epoch_started
+                eval_started = time.perf_counter()
+                metrics = evaluate()
+                eval_seconds += time.perf_counter() - eval_started
+                train_loss = sum(losses) / len(losses) if losses else float("nan")
+                decision = ckpt.end_epoch(epoch, {"train_loss": train_loss, **metrics,
+                                                  "epoch_seconds": time.perf_counter() - epoch_started},
+                                          manager, final=epoch == epochs - 1)
+                scalars.epoch(epoch, metrics, manager.global_step, decision)
+                log.info("%s epoch %d: loss %.4g, %s", family, epoch, train_loss,
+                         ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
+                if decision.stop:
+                    break
+
+        adapter_dir = self._save_best_adapter(teacher, ckpt, report, adapter_extras)
+        tracker = ckpt.tracker
+        return TeacherRun(
+            family=family, preset=teacher.preset.name, adapter_dir=adapter_dir, best_metric=tracker.metric,
+            best=tracker.best, best_epoch=tracker.best_epoch, epochs=list(tracker.history), lora=report.to_dict(),
+            timings={**timings, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                     "total_seconds": time.perf_counter() - started},
+            resumed_from=str(state.checkpoint) if state.checkpoint else None, train_images=len(items),
+            val_images=val_images)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _check_lora(self, teacher: Teacher, max_trainable_fraction: float) -> LoraReport:
+        """Refuse to train more than the configured fraction (ModelError), before any compute is spent."""
+        report = verify_lora_freezing(teacher.model, max_trainable_fraction)
+        log.info("%s LoRA: %s of %s parameters train (%.3f %%)", teacher.family, f"{report.trainable:,}",
+                 f"{report.total:,}", 100 * report.ratio)
+        return report
+
+    def _images_with_masks(self, dataset: CocoDataset) -> list[int]:
+        return [index for index in range(len(dataset))
+                if sample_objects(dataset[index], self.class_of_category).has_mask.any()]
+
+    def _save_best_adapter(self, teacher: Teacher, ckpt: CheckpointManager, report: LoraReport,
+                           extras: dict[str, Any]) -> Path:
+        """The adapter of the best epoch (the last one when no epoch was ever best), written whole or not at all."""
+        if ckpt.best_path.is_file():
+            payload = torch.load(ckpt.best_path, map_location="cpu", weights_only=True)
+            teacher.model.load_state_dict(payload["model"], strict=False)
+        final = self.output_dir / TEACHER_FOLDERS[teacher.family]
+        staging = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        save_adapter(teacher, staging, class_mapping=self.mode.class_mapping, report=report, **extras)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        return final
+
+    def _write_metrics(self, result: TeacherTrainingResult, started: str) -> None:
+        write_json_atomic(result.metrics_path, {
+            "mode": result.mode, "device": result.device, "torch": torch.__version__, "started_at": started,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "train": str(self.train_file), "val": str(self.val_file),
+            "teachers": {family: run.to_dict() for family, run in result.runs.items()},
+        })
+
+
+def _existing(folder: Path) -> Path | None:
+    return folder if folder.is_dir() else None
