@@ -94,7 +94,8 @@ class GroundingDinoModel(ConfigModel):
 
 class GroundingDinoTraining(ConfigModel):
     epochs: int = Field(default=20, ge=1, description="Passes over the training split.")
-    batch_size: int = Field(default=4, ge=1, description="Images per step; 4 fits Swin-T at 800x1333 in 24 GB.")
+    batch_size: int = Field(default=4, ge=1, description="Images per step; 4 is meant to fit Swin-T at 800x1333 in 24 GB "
+                            "(unverified until benchmarks/gpu_teachers.py runs on a GPU).")
     lr: float = Field(default=1e-4, gt=0.0, description="AdamW learning rate for the LoRA weights.")
     weight_decay: float = Field(default=1e-4, ge=0.0, description="AdamW weight decay.")
     grad_accum_steps: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
@@ -205,7 +206,8 @@ class TeacherSamLoraConfig(ConfigModel):
     cache_image_embeddings: bool = Field(
         default=True,
         description="Compute each image's embedding once and reuse it every epoch: the biggest speed-up "
-        "(encoder 10-50 s/image on CPU vs 0.2 s per decoder step). Needs freeze.image_encoder.",
+        "(ViT-B on CPU: the encoder costs ~15 s per image, 5.5x a decoder step; benchmarks/results/teachers_cpu.json). "
+        "Needs freeze.image_encoder.",
     )
     loss: SamLossWeights = Field(default_factory=SamLossWeights, description="Mask loss weights.")
     box_jitter_fraction: float = Field(
