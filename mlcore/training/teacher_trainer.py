@@ -17,6 +17,7 @@ then per epoch the batches and one validation. Only its loss and its evaluation 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -77,10 +78,14 @@ class TeacherRun:
     resumed_from: str | None
     train_images: int
     val_images: int
+    baseline: dict[str, float]  # the base model's val scores before fine-tuning (LoRA starts as a no-op)
 
     def to_dict(self) -> dict[str, Any]:
+        before = self.baseline.get(self.best_metric)
+        gain = None if self.best is None or before is None else self.best - before
         return {"preset": self.preset, "adapter": str(self.adapter_dir),
                 "best": {"metric": self.best_metric, "value": self.best, "epoch": self.best_epoch},
+                "before_fine_tuning": self.baseline, "gain": gain,
                 "epochs": self.epochs, "lora": self.lora, "timings": self.timings, "resumed_from": self.resumed_from,
                 "train_images": self.train_images, "val_images": self.val_images}
 
@@ -238,6 +243,7 @@ class TeacherTrainer:
         ckpt = CheckpointManager(self.checkpointing.model_copy(update={
             "save_dir": self.output_dir / "checkpoints" / family, "best_metric": BEST_METRIC[family],
             "best_mode": "max", "resume": self.resume}), model)
+        baseline = self._baseline(family, evaluate)  # before resume() loads trained weights into the model
         state = ckpt.resume(manager)
         train_seconds = eval_seconds = 0.0
         with tensorboard_writer(self.output_dir / "tensorboard" / family) as writer:
@@ -285,9 +291,21 @@ class TeacherTrainer:
             timings={**timings, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                      "total_seconds": time.perf_counter() - started},
             resumed_from=str(state.checkpoint) if state.checkpoint else None, train_images=len(items),
-            val_images=val_images)
+            val_images=val_images, baseline=baseline)
 
     # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _baseline(self, family: str, evaluate: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """The base model's val scores, measured once per run folder (a resumed run reads them back).
+
+        PEFT starts LoRA's B matrices at zero, so the freshly adapted model computes exactly what the base does.
+        """
+        path = self.output_dir / "checkpoints" / family / "before_fine_tuning.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        scores = evaluate()
+        write_json_atomic(path, scores)
+        return scores
 
     def _check_lora(self, teacher: Teacher, max_trainable_fraction: float) -> LoraReport:
         """Refuse to train more than the configured fraction (ModelError), before any compute is spent."""

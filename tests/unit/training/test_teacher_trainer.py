@@ -97,6 +97,9 @@ def test_metrics_json_has_the_documented_fields(both_run) -> None:
         assert {"train_seconds", "eval_seconds", "total_seconds"} <= set(entry["timings"])
         assert Path(entry["adapter"]).is_dir() and entry["preset"] == "tiny"
     assert "map50" in dino["epochs"][0] and sam["timings"]["images_encoded"] > 0
+    for entry, metric in ((dino, "map50_95"), (sam, "mean_iou")):  # the base model's scores, and the gain over them
+        assert set(entry["before_fine_tuning"]) == set(entry["epochs"][0]) - {"epoch", "train_loss", "epoch_seconds"}
+        assert entry["gain"] == pytest.approx(entry["best"]["value"] - entry["before_fine_tuning"][metric])
     assert (result.output_dir / "tensorboard" / "grounding_dino").is_dir()
 
 
