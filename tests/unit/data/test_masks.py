@@ -22,7 +22,10 @@ def polygons(draw) -> list[list[float]]:
         cy = draw(st.floats(5, HEIGHT - 5))
         n = draw(st.integers(3, 12))
         radii = draw(st.lists(st.floats(2, 30), min_size=n, max_size=n))
-        angles = np.sort(draw(st.lists(st.floats(0, 2 * np.pi), min_size=n, max_size=n, unique=True)))
+        # One vertex per equal sector, jittered inside it: no angular gap reaches pi, so the polygon is simple
+        # (a self-intersecting one has no well-defined area, for COCO's shoelace convention or anyone's).
+        jitter = draw(st.lists(st.floats(0, 0.5), min_size=n, max_size=n))
+        angles = 2 * np.pi * (np.arange(n) + np.asarray(jitter)) / n
         part = []
         for r, a in zip(radii, angles):
             part += [float(cx + r * np.cos(a)), float(cy + r * np.sin(a))]
