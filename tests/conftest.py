@@ -24,3 +24,23 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared sample datasets not present at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
+
+
+@pytest.fixture(scope="session")
+def mode_config_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real .mode_config.json per annotation mode, written by the validate step from a small demo dataset."""
+    from mlcore.data.demo import make_demo_dataset
+    from mlcore.data.mode_config import ModeConfig
+    from mlcore.data.prepare import prepare_dataset
+
+    paths = {}
+    for mode, demo_mode in DEMO_MODE.items():
+        root = tmp_path_factory.mktemp(mode)
+        source = make_demo_dataset(root / "demo", mode=demo_mode, num_images=4, negatives=0, seed=1)
+        report = prepare_dataset(source, output_dir=root / "prepared", progress=False)
+        paths[mode] = Path(report.outputs["mode_config"])
+        assert ModeConfig.read(paths[mode]).annotation_mode == mode
+    return paths

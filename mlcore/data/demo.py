@@ -5,7 +5,6 @@ Every object is drawn from its own polygon, so the polygon is the ground-truth m
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -89,8 +88,3 @@ def make_demo_dataset(
         "categories": CATEGORIES,
     })
     return annotation_file
-
-
-def load_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

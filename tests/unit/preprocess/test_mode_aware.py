@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
-from mlcore.data.prepare import prepare_dataset
 from mlcore.errors import ConfigError
 from mlcore.preprocess import ModeAwarePreprocessor, PreprocessMeta, for_model
 from tests.unit.preprocess.conftest import noise_image
@@ -19,20 +17,9 @@ EXPECTED_MODELS = {
     "segmentation_only": ("sam", "yolo"),
     "detection_and_segmentation": ("grounding_dino", "sam", "yolo"),
 }
-DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
-
-
-@pytest.fixture(scope="module")
-def mode_configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A real .mode_config.json per mode, written by the validate step from a small demo dataset."""
-    paths = {}
-    for mode, demo_mode in DEMO_MODE.items():
-        root = tmp_path_factory.mktemp(mode)
-        source = make_demo_dataset(root / "demo", mode=demo_mode, num_images=4, negatives=0, seed=1)
-        report = prepare_dataset(source, output_dir=root / "prepared", progress=False)
-        paths[mode] = Path(report.outputs["mode_config"])
-        assert ModeConfig.read(paths[mode]).annotation_mode == mode
-    return paths
+@pytest.fixture
+def mode_configs(mode_config_paths: dict[str, Path]) -> dict[str, Path]:
+    return mode_config_paths
 
 
 @pytest.mark.parametrize("mode", EXPECTED_MODELS)

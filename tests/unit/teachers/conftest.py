@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
-from mlcore.data.prepare import prepare_dataset
 from mlcore.teachers import Teacher, load_grounding_dino, load_sam
 
-DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
 
 
 def noise_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -54,13 +51,5 @@ def tiny_sam() -> Teacher:
 
 
 @pytest.fixture(scope="session")
-def mode_configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModeConfig]:
-    """A real mode config per annotation mode, written by the validate step from a small demo dataset."""
-    configs = {}
-    for mode, demo_mode in DEMO_MODE.items():
-        root = tmp_path_factory.mktemp(mode)
-        source = make_demo_dataset(root / "demo", mode=demo_mode, num_images=3, negatives=0, seed=1)
-        report = prepare_dataset(source, output_dir=root / "prepared", progress=False)
-        configs[mode] = ModeConfig.read(Path(report.outputs["mode_config"]))
-        assert configs[mode].annotation_mode == mode
-    return configs
+def mode_configs(mode_config_paths: dict[str, Path]) -> dict[str, ModeConfig]:
+    return {mode: ModeConfig.read(path) for mode, path in mode_config_paths.items()}
