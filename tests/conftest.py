@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datas
 # Offline settings for the libraries the pipeline uses (see ../shared/ENGINEERING.md).
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# ultralytics writes its settings file on import, which may happen while tests are collected: keep it in a temp dir.
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="mlcore-tests-ultralytics-"))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

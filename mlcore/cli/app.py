@@ -144,6 +144,44 @@ def train_teacher(
     stdout.print(f"metrics: {result.metrics_path}", highlight=False)
 
 
+@app.command("train-student")
+def train_student(
+    data: Annotated[Path, typer.Option("--data", help="COCO JSON of the training split (from `mlcore validate`).")],
+    val: Annotated[Path, typer.Option("--val", help="COCO JSON of the validation split.")],
+    teachers: Annotated[Path, typer.Option("--teachers", help="Folder `mlcore train-teacher` wrote (adapters).")],
+    output: Annotated[Path, typer.Option("--output", help="Run folder: best.pt, last.pt, student.json, metrics.")],
+    auto_detect: Annotated[bool, typer.Option("--auto-detect", help="No .mode_config.json beside --data: run the "
+                                              "validate step into OUTPUT/dataset/ to detect the mode.")] = False,
+    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: "
+                                                   "the mode's recommendation).")] = None,
+    unlabeled: Annotated[Optional[Path], typer.Option(help="Folder of images without annotations: the teachers "
+                                                      "label them and they join training.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override training.epochs.")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(min=32, help="Square input size, a multiple of 32.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Override training.batch.")] = None,
+    gpu: Annotated[Optional[int], typer.Option("--gpu", help="Train on cuda:N.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 if any, else cpu).")
+                      ] = None,
+    config: Annotated[Optional[list[Path]], typer.Option(
+        "--config", help="kd_*, student_*, augmentation, training_dynamics or checkpoint_config YAML; repeatable.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUTPUT.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Distil the fine-tuned teachers into a prompt-free student (YOLOv8, YOLOv8-seg or FastSAM)."""
+    from mlcore.training.student_setup import train_student as run_distillation
+
+    result = run_distillation(data, val, output, teachers=teachers, auto_detect=auto_detect, student=student,
+                              unlabeled=unlabeled, epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
+                              gpu=gpu, config_files=config or [], resume=resume, progress=progress)
+    best = f"{result.best:.4f}" if result.best is not None else "n/a"
+    stdout.print(f"student {result.student}: best {result.best_metric} {best} (epoch {result.best_epoch}); "
+                 f"teachers labelled {result.teacher_calls} image(s), {result.pseudo_labelled_images} without "
+                 f"annotations", highlight=False)
+    stdout.print(f"weights: {result.best_path}, {result.last_path}; summary: {result.output_dir / 'student.json'}",
+                 highlight=False)
+
+
 config_app = typer.Typer(help="Configuration templates and files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(augment_app, name="augment")

@@ -11,64 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from mlcore.config import load_config
 from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig
 from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
-from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
-from mlcore.errors import ConfigError, DatasetError
-from mlcore.logs import get_logger
+from mlcore.errors import ConfigError
 from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, SAM_PRESETS
+from mlcore.training.run_setup import resolve_device, resolve_mode
 from mlcore.training.teacher_trainer import StepCallback, TeacherTrainer, TeacherTrainingResult
 
-log = get_logger(__name__)
-
 TeacherConfigs = tuple[TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig]
-
-
-def resolve_device(device: str | None = None, gpu: int | None = None) -> torch.device:
-    """`--device` as given, `--gpu N` -> cuda:N, else cuda:0 when CUDA is there, else cpu."""
-    if device is not None and gpu is not None:
-        raise ConfigError("--device and --gpu both given", fix="pass one of them")
-    if gpu is not None:
-        device = f"cuda:{gpu}"
-    if device is None:
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}", where="--device", fix="use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and (not torch.cuda.is_available()
-                                    or (resolved.index or 0) >= torch.cuda.device_count()):
-        raise ConfigError(f"{resolved} is not available on this machine", where="--device / --gpu",
-                          fix="pick an existing GPU, or pass --device cpu")
-    return resolved
-
-
-def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False
-                 ) -> tuple[ModeConfig, Path, Path]:
-    """(mode config, train file, val file): the validate output beside the data, or a fresh validate run."""
-    data, val = Path(data), Path(val)
-    beside = data.parent / MODE_CONFIG_NAME
-    if beside.is_file():
-        return ModeConfig.read(beside), data, val
-    if not auto_detect:
-        raise ConfigError(f"no {MODE_CONFIG_NAME} beside the training data", where=str(data),
-                          fix=f"run `mlcore validate --data <annotations.json> --split ...` and train on the split "
-                              f"files it writes (the {MODE_CONFIG_NAME} is beside them), or pass --auto-detect")
-    from mlcore.data.prepare import prepare_dataset  # the validate step; only needed here
-
-    prepared = []
-    for name, path in (("train", data), ("val", val)):
-        report = prepare_dataset(path, output_dir=Path(output_dir) / "dataset" / name, progress=False)
-        if not report.usable:
-            raise DatasetError(f"the {name} data is not usable for training", where=str(path),
-                               fix=f"see {report.outputs.get('report')} (or run `mlcore validate --data {path}`)")
-        prepared.append(report)
-    mode = ModeConfig.read(Path(prepared[0].outputs["mode_config"]))
-    log.info("detected mode %s from %s", mode.annotation_mode, data)
-    return mode, Path(prepared[0].outputs["cleaned"]), Path(prepared[1].outputs["cleaned"])
 
 
 def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | None = None, epochs: int | None = None,

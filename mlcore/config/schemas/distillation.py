@@ -25,8 +25,12 @@ class KdDataSection(DatasetSection):
 class DetectionLoss(ConfigModel):
     enabled: bool = Field(default=True, description="Train the student's boxes/classes on teacher boxes.")
     weight: float = Field(default=1.0, ge=0.0, description="Weight of this component in the total loss.")
-    giou_weight: float = Field(default=2.0, ge=0.0, description="Sub-weight of the GIoU box-overlap term.")
-    ce_weight: float = Field(default=1.0, ge=0.0, description="Sub-weight of the classification (cross-entropy) term.")
+    giou_weight: float = Field(
+        default=7.5, ge=0.0, description="Sub-weight of the GIoU box-overlap term (7.5: ultralytics' box gain)."
+    )
+    ce_weight: float = Field(
+        default=0.5, ge=0.0, description="Sub-weight of the classification (cross-entropy) term (0.5: its cls gain)."
+    )
 
 
 class SegmentationLoss(ConfigModel):

@@ -1,0 +1,373 @@
+"""Distillation: the fine-tuned, prompted teachers teach a prompt-free ultralytics student.
+
+    trainer = DistillationTrainer(run_dir, mode_config, train="train.json", val="val.json", teachers_dir="teachers/")
+    result = trainer.run()      # best.pt, last.pt, student.json, metrics.json in run_dir
+
+The teachers label every training image once (`TeacherTargetCache`, on disk: later epochs and resumed runs read it),
+images without annotations included (`unlabeled_dir`). Each epoch, every image's targets (ground truth combined
+with the teachers' by the configured rule) are augmented with the image, letterboxed, and the student learns from
+them through the mode-aware `DistillationLoss`. After every epoch the student is scored on the validation split
+(COCO mAP) and saved as a normal ultralytics checkpoint; `resume=True` continues from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mlcore.augmentation import pipeline_from_config
+from mlcore.augmentation.pipeline import AugmentationPipeline
+from mlcore.config.schemas.data import AugmentationConfig
+from mlcore.config.schemas.distillation import KdBothConfig, KdDetectionOnlyConfig, KdSegmentationOnlyConfig
+from mlcore.config.schemas.students import StudentTraining
+from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
+from mlcore.data.coco_dataset import CocoDataset, Sample
+from mlcore.data.mode_config import ModeConfig
+from mlcore.errors import ConfigError, DatasetError
+from mlcore.evaluation.student_eval import evaluate_student
+from mlcore.io import write_json_atomic
+from mlcore.logs import get_logger, tensorboard_writer
+from mlcore.preprocess import load_rgb
+from mlcore.students import Student, get_student_model, parse_student_name
+from mlcore.teachers.grounded_sam import TEACHER_FOLDERS, GroundedSAM
+from mlcore.training.checkpoint import CheckpointManager
+from mlcore.training.data_order import epoch_loader
+from mlcore.training.kd_types import ImageTargets
+from mlcore.training.losses import DistillationLoss
+from mlcore.training.manager import TrainingManager
+from mlcore.training.reproducibility import seed_everything
+from mlcore.training.scalars import TrainingScalars
+from mlcore.training.student_batches import StudentBatchBuilder, without_spatial_transforms
+from mlcore.training.teacher_cache import LabelRequest, TeacherOutput, TeacherTargetCache
+from mlcore.training.teacher_targets import combine_targets, find_unlabeled_images, ground_truth_targets
+
+log = get_logger(__name__)
+
+KdConfig = KdDetectionOnlyConfig | KdSegmentationOnlyConfig | KdBothConfig
+KD_CONFIG_OF_MODE: dict[str, type[KdConfig]] = {
+    "detection_only": KdDetectionOnlyConfig, "segmentation_only": KdSegmentationOnlyConfig,
+    "detection_and_segmentation": KdBothConfig}
+DEFAULT_ADAMW_LR = 1e-3  # ultralytics' optimizer "auto" picks AdamW around this for small datasets
+STUDENT_JSON = "student.json"
+METRICS_JSON = "metrics.json"
+StepCallback = Callable[[int], None]  # optimizer steps so far, after every micro-batch
+
+
+@dataclass
+class TrainItem:
+    """One training image: annotated (`sample`) or not (labelled by the teachers only)."""
+
+    image_path: Path
+    sample: Sample | None = None
+
+
+@dataclass
+class DistillationResult:
+    output_dir: Path
+    mode: str
+    student: str
+    best_metric: str
+    best: float | None
+    best_epoch: int | None
+    epochs: list[dict[str, float]]
+    teacher_calls: int
+    pseudo_labelled_images: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_path(self) -> Path:
+        return self.output_dir / "best.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.output_dir / "last.pt"
+
+
+def kd_config_for(mode: str, config: KdConfig | None) -> KdConfig:
+    """The distillation config for this mode: the given one if its kind fits, else the mode's defaults."""
+    expected = KD_CONFIG_OF_MODE[mode]
+    if config is None:
+        return expected()
+    if not isinstance(config, expected):
+        raise ConfigError(f"a {config.kind} config cannot distil a {mode} dataset", where="--config",
+                          fix=f"use a {expected().kind} config (mlcore config list shows its template)")
+    return config
+
+
+class DistillationTrainer:
+    """Teachers in `teachers_dir` (what `mlcore train-teacher` wrote) -> a student in `output_dir`.
+
+    student: a name such as yolov8n, yolov8s-seg, fastsam-s (default: the mode config's recommendation).
+    training: imgsz, epochs, batch, lr0 / optimizer, patience (the student template's `training` section).
+    dynamics: schedule, warmup, seed, clipping, precision. on_step: called after every micro-batch (tests use it).
+    """
+
+    def __init__(self, output_dir: str | Path, mode_config: ModeConfig, *, train: str | Path, val: str | Path,
+                 teachers_dir: str | Path, kd: KdConfig | None = None, student: str | None = None,
+                 student_weights: str | Path | None = None, training: StudentTraining | None = None,
+                 augmentation: AugmentationConfig | None = None, unlabeled_dir: str | Path | None = None,
+                 teacher_weights_dir: str | Path | None = None, device: str | torch.device = "cpu",
+                 resume: bool = False, dynamics: TrainingDynamicsConfig | None = None,
+                 checkpointing: CheckpointConfig | None = None, progress: bool = True,
+                 on_step: StepCallback | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.mode = mode_config
+        self.kd = kd_config_for(mode_config.annotation_mode, kd)
+        self.student_name = student or mode_config.recommended_student
+        self.student_weights = student_weights
+        self.training = training or StudentTraining()
+        self.augmentation = augmentation or AugmentationConfig()
+        self.teachers_dir = Path(teachers_dir)
+        self.teacher_weights_dir = teacher_weights_dir
+        self.device = torch.device(device)
+        self.resume = resume
+        self.dynamics = dynamics or TrainingDynamicsConfig()
+        self.checkpointing = checkpointing or CheckpointConfig()
+        self.progress = progress
+        self.on_step = on_step
+        self.class_of_category = {int(cid): int(index) for index, cid in mode_config.category_ids.items()}
+        self.class_names = self._class_names()
+        images_root = Path(mode_config.images_root)
+        self.train_file, self.val_file = Path(train), Path(val)
+        self.train_set = CocoDataset(train, images_root if images_root.is_dir() else None)
+        self.val_set = CocoDataset(val, images_root if images_root.is_dir() else None)
+        self.unlabeled_dir = unlabeled_dir or self.kd.data.unlabeled_images_dir
+        self.with_masks = mode_config.annotation_mode != "detection_only"
+        self.use_features = self.kd.losses.feature_distillation_loss.enabled
+
+    # -- the run -------------------------------------------------------------------------------------------------
+
+    def run(self) -> DistillationResult:
+        started = time.perf_counter()
+        seed_everything(self.dynamics.seed, self.dynamics.deterministic)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        teachers = GroundedSAM.from_pretrained(self.teachers_dir, self.mode, weights_dir=self.teacher_weights_dir,
+                                               device=self.device, box_threshold=self.kd.teacher_score_threshold)
+        cache = TeacherTargetCache(self.kd.teacher_cache_dir or self.output_dir / "teacher_cache", teachers,
+                                   feature_source=self._feature_source(teachers), progress=self.progress)
+        items = self._items(cache)
+        labelling_started = time.perf_counter()
+        cache.fill([self._cache_request(item) for item in items])
+        labelling_seconds = time.perf_counter() - labelling_started
+
+        kind, size = parse_student_name(self.student_name)
+        student = get_student_model(self.mode.annotation_mode, size, num_classes=len(self.class_names),
+                                    weights=self.student_weights, class_names=self.class_names, kind=kind)
+        student.model.to(self.device)
+        teacher_channels = None
+        if self.use_features:
+            probe = self._teacher_output(cache, items[0])
+            teacher_channels = None if probe.features is None else int(probe.features.shape[0])
+        criterion = DistillationLoss(student.model, self.kd.losses, num_classes=student.num_classes,
+                                     teacher_channels=teacher_channels).to(self.device)
+        criterion.attach(student.model)
+        trained = nn.ModuleDict({"student": student.model, "loss": criterion})
+        builder = StudentBatchBuilder(self.training.imgsz, num_classes=student.num_classes,
+                                      augmentation=self._augmentation(), seed=self.dynamics.seed)
+
+        def batch_loss(indices: list[int], epoch: int) -> torch.Tensor:
+            examples = []
+            for index in indices:
+                item = items[index]
+                targets = self._targets(item, cache, student)
+                examples.append(builder.example(load_rgb(item.image_path), targets, epoch=epoch, index=index))
+            batch = builder.collate(examples).to(self.device)
+            breakdown = criterion(student.model(batch.images), batch)
+            component_totals.update({name: component_totals.get(name, 0.0) + float(value.detach())
+                                     for name, value in breakdown.components.items()})
+            return breakdown.total
+
+        component_totals: dict[str, float] = {}
+        best_metric = "mask_map50_95" if student.task == "segment" else "map50_95"
+        result = self._fit(student, trained, items, batch_loss, best_metric, component_totals)
+        result.teacher_calls = cache.teacher_calls
+        result.pseudo_labelled_images = sum(item.sample is None for item in items)
+        result.summary = self._write_outputs(student, result, teachers, labelling_seconds,
+                                             time.perf_counter() - started, len(items))
+        return result
+
+    # -- data ----------------------------------------------------------------------------------------------------
+
+    def _class_names(self) -> list[str]:
+        """The student's class names: the config's (a rename) when given, else the mode config's."""
+        names = self.kd.data.class_names
+        if names is None:
+            return self.mode.class_names
+        if len(names) != self.mode.num_classes:
+            raise ConfigError(f"data.class_names has {len(names)} names, the dataset {self.mode.num_classes}",
+                              where="data.class_names", fix="give one name per class, in the dataset's order")
+        return list(names)
+
+    def _feature_source(self, teachers: GroundedSAM) -> str | None:
+        if not self.use_features:
+            return None
+        return "grounding_dino" if teachers.grounding_dino is not None else "sam"
+
+    def _items(self, cache: TeacherTargetCache) -> list[TrainItem]:
+        items = [TrainItem(self.train_set[index].image_path, self.train_set[index])
+                 for index in range(len(self.train_set))]
+        if self.unlabeled_dir is not None:
+            unlabeled = find_unlabeled_images(self.unlabeled_dir)
+            if not cache.can_label_without_boxes:
+                log.warning("%d unlabeled image(s) in %s skipped: in %s mode only SAM is loaded, and SAM needs "
+                            "boxes to prompt it (train a Grounding DINO teacher to label images from scratch)",
+                            len(unlabeled), self.unlabeled_dir, self.mode.annotation_mode)
+            else:
+                known = {item.image_path.resolve() for item in items}
+                items += [TrainItem(path) for path in unlabeled if path.resolve() not in known]
+                log.info("%d unlabeled image(s) from %s join training with teacher labels", len(unlabeled),
+                         self.unlabeled_dir)
+        if not items:
+            raise DatasetError("no training images", where=str(self.train_file), fix="check the split files")
+        return items
+
+    def _cache_request(self, item: TrainItem) -> LabelRequest:
+        """(image, prompt boxes, their classes): SAM alone (segmentation_only) is prompted with the annotations."""
+        if item.sample is not None and "grounding_dino" not in self.mode.recommended_teachers:
+            truth = ground_truth_targets(item.sample, self.class_of_category, len(self.class_names),
+                                         with_masks=False)
+            return LabelRequest(item.image_path, truth.boxes, truth.class_ids)
+        return LabelRequest(item.image_path)
+
+    def _teacher_output(self, cache: TeacherTargetCache, item: TrainItem) -> TeacherOutput:
+        request = self._cache_request(item)
+        return cache.get(request.image_path, request.boxes, request.class_ids)
+
+    def _targets(self, item: TrainItem, cache: TeacherTargetCache, student: Student) -> ImageTargets:
+        teacher = self._teacher_output(cache, item)
+        truth = None if item.sample is None else ground_truth_targets(
+            item.sample, self.class_of_category, len(self.class_names), with_masks=self.with_masks)
+        targets = combine_targets(truth, teacher, rule=self.kd.ground_truth.rule,
+                                  union_iou_threshold=self.kd.ground_truth.union_iou_threshold,
+                                  score_threshold=self.kd.teacher_score_threshold,
+                                  num_classes=len(self.class_names), with_masks=self.with_masks)
+        if student.num_classes == 1 and len(self.class_names) > 1:  # FastSAM: one class, "object"
+            targets.class_ids = targets.class_ids * 0
+            targets.soft_scores = targets.soft_scores[:, :1] * float("nan")
+        return targets
+
+    def _augmentation(self) -> AugmentationPipeline | None:
+        pipeline = pipeline_from_config(self.augmentation, mode=self.mode.annotation_mode)
+        if self.use_features and any(t.spatial for t in pipeline.info.transforms):
+            log.info("feature distillation: geometric augmentations (%s) are off, teacher features cannot follow "
+                     "them", ", ".join(t.name for t in pipeline.info.transforms if t.spatial))
+            pipeline = without_spatial_transforms(pipeline)
+        return pipeline if pipeline.info.transforms else None
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def _dynamics(self) -> TrainingDynamicsConfig:
+        if self.training.optimizer == "SGD":
+            raise ConfigError("the distillation trainer optimises with AdamW", where="training.optimizer",
+                              fix="set optimizer: auto or AdamW")
+        lr = self.training.lr0 if self.training.optimizer == "AdamW" else DEFAULT_ADAMW_LR
+        precision = {True: "auto", False: "off"}.get(self.training.amp, self.dynamics.mixed_precision)  # type: ignore
+        return self.dynamics.model_copy(update={"lr": lr, "mixed_precision": precision})
+
+    def _fit(self, student: Student, trained: nn.Module, items: list[TrainItem],
+             batch_loss: Callable[[list[int], int], torch.Tensor], best_metric: str,
+             component_totals: dict[str, float]) -> DistillationResult:
+        dynamics = self._dynamics()
+        epochs, batch_size = self.training.epochs, max(1, self.training.batch)
+        loader = epoch_loader(list(range(len(items))), batch_size, dynamics.seed, collate_fn=list)
+        manager = TrainingManager(trained, trained.parameters(), dynamics, device=self.device,
+                                  batches_per_epoch=len(loader), epochs=epochs)
+        early = self.checkpointing.early_stopping.model_copy(update={"patience": max(1, self.training.patience),
+                                                                     "enabled": self.training.patience > 0})
+        ckpt = CheckpointManager(self.checkpointing.model_copy(update={
+            "save_dir": self.output_dir / "checkpoints", "best_metric": best_metric, "best_mode": "max",
+            "resume": self.resume, "early_stopping": early}), trained)
+        state = ckpt.resume(manager)
+        with tensorboard_writer(self.output_dir / "tensorboard") as writer:
+            scalars = TrainingScalars(writer)
+            for epoch in range(state.epoch, epochs):
+                if ckpt.tracker.stopped:
+                    break
+                epoch_started = time.perf_counter()
+                manager.train()
+                start = state.start_batch(epoch)
+                loader.sampler.set_epoch(epoch, skip=min(start * batch_size, len(items)))
+                losses: list[float] = []
+                component_totals.clear()
+                bar = tqdm(loader, desc=f"student epoch {epoch + 1}/{epochs}", unit="batch",
+                           disable=not self.progress, initial=start, total=start + len(loader))
+                for batch_index, batch in enumerate(bar, start=start):
+                    step = manager.training_step(lambda: batch_loss(batch, epoch))
+                    scalars.step(step, manager.global_step)
+                    if math.isfinite(step.loss):
+                        losses.append(step.loss)
+                        bar.set_postfix(loss=f"{step.loss:.4g}")
+                    ckpt.maybe_save_step(epoch, batch_index, manager)
+                    if self.on_step is not None:
+                        self.on_step(manager.global_step)
+                manager.flush()
+                train_seconds = time.perf_counter() - epoch_started
+                manager.eval()
+                metrics = evaluate_student(student, self.val_set, self.val_file, self.mode.category_ids,
+                                           imgsz=self.training.imgsz)
+                batches = max(1, len(losses))
+                record = {"train_loss": sum(losses) / batches if losses else float("nan"), **metrics,
+                          **{f"loss_{name}": total / batches for name, total in component_totals.items()},
+                          "train_seconds": train_seconds, "epoch_seconds": time.perf_counter() - epoch_started}
+                decision = ckpt.end_epoch(epoch, record, manager, final=epoch == epochs - 1)
+                scalars.epoch(epoch, metrics, manager.global_step, decision)
+                self._save_student(student, "last.pt", epoch, record)
+                if decision.improved or not (self.output_dir / "best.pt").is_file():
+                    self._save_student(student, "best.pt", epoch, record)
+                log.info("student epoch %d: loss %.4g, %s", epoch, record["train_loss"],
+                         ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
+                if decision.stop:
+                    break
+        tracker = ckpt.tracker
+        return DistillationResult(self.output_dir, self.mode.annotation_mode, self.student_name, tracker.metric,
+                                  tracker.best, tracker.best_epoch, list(tracker.history), 0, 0)
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+
+    def _save_student(self, student: Student, name: str, epoch: int, metrics: dict[str, float]) -> None:
+        student.save(self.output_dir / name, imgsz=self.training.imgsz, extra={"epoch": epoch, "metrics": metrics,
+                                                    "class_mapping": self._class_mapping(student),
+                                                    "mode": self.mode.annotation_mode})
+
+    def _class_mapping(self, student: Student) -> dict[str, str]:
+        return {str(index): name for index, name in enumerate(student.class_names)}
+
+    def _write_outputs(self, student: Student, result: DistillationResult, teachers: GroundedSAM,
+                       labelling_seconds: float, total_seconds: float, images: int) -> dict[str, Any]:
+        if not result.best_path.is_file() and result.last_path.is_file():
+            shutil.copyfile(result.last_path, result.best_path)
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        summary = {
+            "mode": self.mode.annotation_mode,
+            "student": {"name": self.student_name, "kind": student.kind, "size": student.size, "task": student.task,
+                        "imgsz": self.training.imgsz, "weights": {"best": str(result.best_path),
+                                                                  "last": str(result.last_path)}},
+            "class_mapping": self._class_mapping(student),
+            "teachers": {family: {"adapter": str(self.teachers_dir / TEACHER_FOLDERS[family]), "preset": teacher.preset.name,
+                                  "adapter_sha256": teacher.adapter.adapter_sha256 if teacher.adapter else None}
+                         for family, teacher in teachers.teachers.items()},
+            "distillation": self.kd.model_dump(mode="json"),
+            "metrics": {"best": {"metric": result.best_metric, "value": result.best, "epoch": result.best_epoch}},
+            "data": {"train": str(self.train_file), "val": str(self.val_file),
+                     "unlabeled_images_dir": str(self.unlabeled_dir) if self.unlabeled_dir else None,
+                     "training_images": images, "pseudo_labelled_images": result.pseudo_labelled_images},
+            "finished_at": finished,
+        }
+        write_json_atomic(self.output_dir / STUDENT_JSON, summary)
+        write_json_atomic(self.output_dir / METRICS_JSON, {
+            "best": summary["metrics"]["best"], "epochs": result.epochs,
+            "teacher_labelling": {"seconds": labelling_seconds, "teacher_calls": result.teacher_calls},
+            "total_seconds": total_seconds, "device": str(self.device), "torch": torch.__version__,
+        })
+        return summary
+

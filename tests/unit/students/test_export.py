@@ -1,0 +1,37 @@
+"""ONNX export through ultralytics: exactly one input (the image), and the same numbers as the PyTorch model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlcore.students import Student
+
+
+@pytest.mark.parametrize("kind", ["yolov8", "yolov8_seg"])
+def test_onnx_has_one_image_input_and_matches_torch(make_student: Callable[..., Student], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # onnxruntime writes its cache there
+    import onnxruntime
+
+    student = make_student(kind)
+    student.model.half().float()  # what the checkpoint the exporter reads holds
+    path = student.export_onnx(tmp_path / "out" / "student.onnx", imgsz=64)
+    assert path == tmp_path / "out" / "student.onnx" and path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["student.onnx"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    assert len(inputs) == 1 and inputs[0].shape == [1, 3, 64, 64]
+    pixels = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    outputs = session.run(None, {inputs[0].name: pixels.numpy()})
+    student.model.eval()
+    with torch.no_grad():
+        head = student.model(pixels)[0]
+    expected = [head[0], head[1]] if kind == "yolov8_seg" else [head]
+    assert len(outputs) == len(expected)
+    for got, want in zip(outputs, expected):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-3, atol=1e-3 * float(want.abs().max()))
