@@ -261,7 +261,7 @@ class DistillationTrainer:
         if self.use_features and any(t.spatial for t in pipeline.info.transforms):
             log.info("feature distillation: geometric augmentations (%s) are off, teacher features cannot follow "
                      "them", ", ".join(t.name for t in pipeline.info.transforms if t.spatial))
-            pipeline = without_spatial_transforms(pipeline)
+            return without_spatial_transforms(pipeline)
         return pipeline if pipeline.info.transforms else None
 
     # -- the loop ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,12 @@ import torch
 from tqdm import tqdm
 
 from mlcore.data.coco_dataset import CocoDataset
-from mlcore.preprocess import load_rgb
-from mlcore.teachers.grounding_dino import run_queries, select_detections
+from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
+from mlcore.teachers.grounding_dino import Detections, run_queries, select_detections
 from mlcore.teachers.prompts import PromptChunk
 from mlcore.teachers.sam import masks_in_original_frame
 from mlcore.teachers.types import Teacher
+from mlcore.training.dino_cache import DinoFeatureCache
 from mlcore.training.sam_cache import SamEmbeddingCache
 from mlcore.training.teacher_losses import sample_objects
 
@@ -31,56 +33,138 @@ MAX_DETECTIONS = 100
 
 
 @torch.no_grad()
+def dino_detections(teacher: Teacher, dataset: CocoDataset, indices: Sequence[int], chunks: Sequence[PromptChunk],
+                    num_classes: int, *, preprocessor: SingleModelPreprocessor | None = None,
+                    feature_cache: DinoFeatureCache | None = None, batch_size: int = 4,
+                    progress: bool = False) -> list[tuple[int, Detections]]:
+    """(index, detections) per image, every query kept (score 0 up, NMS 0.7, best 100): a ranked list for mAP.
+
+    feature_cache: serve the frozen stages from it (filled here for what is missing), images on its canvas.
+    """
+    teacher.model.eval()
+    preprocessor = preprocessor or teacher.preprocessor()
+    indices = list(indices)
+    found = []
+    for start in tqdm(range(0, len(indices), batch_size), desc="eval grounding_dino", unit="batch",
+                      disable=not progress):
+        part = indices[start:start + batch_size]
+        samples = [dataset[i] for i in part]
+        if feature_cache is not None:
+            paths = [sample.image_path for sample in samples]
+            feature_cache.fill(paths, chunks)
+            metas = feature_cache.metas([(sample.height, sample.width) for sample in samples])
+            with feature_cache.replay(teacher.model, paths):
+                queries = run_queries(teacher.model, feature_cache.blank(len(samples)),
+                                      stack_pixel_masks(metas).to(teacher.device), chunks, num_classes)
+        else:
+            batch = preprocessor([load_rgb(sample.image_path) for sample in samples])
+            metas = batch.meta
+            pixel_values = batch.pixel_values.to(device=teacher.device, dtype=teacher.dtype)
+            queries = run_queries(teacher.model, pixel_values, batch.pixel_mask.to(teacher.device), chunks,
+                                  num_classes)
+        for position, (index, meta) in enumerate(zip(part, metas)):
+            detections = select_detections(queries.boxes[position].float().cpu(),
+                                           queries.class_scores[position].float().cpu(), meta,
+                                           box_threshold=EVAL_SCORE_THRESHOLD, text_threshold=EVAL_SCORE_THRESHOLD,
+                                           nms_iou=EVAL_NMS_IOU)
+            keep = slice(0, MAX_DETECTIONS)
+            found.append((index, Detections(boxes=detections.boxes[keep], scores=detections.scores[keep],
+                                            class_ids=detections.class_ids[keep],
+                                            query_index=detections.query_index[keep])))
+    return found
+
+
+def coco_results(dataset: CocoDataset, detections: Sequence[tuple[int, Detections]],
+                 category_of_class: Mapping[int, int]) -> list[dict]:
+    """COCO result entries (xywh) from `dino_detections`, class indices mapped to category ids."""
+    results = []
+    for index, found in detections:
+        image_id = dataset[index].image_id
+        for (x1, y1, x2, y2), score, class_id in zip(found.boxes.tolist(), found.scores.tolist(),
+                                                     found.class_ids.tolist()):
+            results.append({"image_id": image_id, "category_id": int(category_of_class[int(class_id)]),
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    return results
+
+
+@torch.no_grad()
 def evaluate_grounding_dino(teacher: Teacher, dataset: CocoDataset, annotation_file: str | Path,
                             chunks: Sequence[PromptChunk], category_ids: Mapping[str, int], *, batch_size: int = 4,
-                            progress: bool = False) -> dict[str, float]:
-    """COCO box mAP of the teacher on `dataset` (whose annotations are `annotation_file`): map50_95, map50."""
-    teacher.model.eval()
-    preprocessor = teacher.preprocessor()
-    results = []
-    indices = range(len(dataset))
-    for start in tqdm(range(0, len(dataset), batch_size), desc="eval grounding_dino", unit="batch",
-                      disable=not progress):
-        samples = [dataset[i] for i in indices[start:start + batch_size]]
-        batch = preprocessor([load_rgb(sample.image_path) for sample in samples])
-        pixel_values = batch.pixel_values.to(device=teacher.device, dtype=teacher.dtype)
-        queries = run_queries(teacher.model, pixel_values, batch.pixel_mask.to(teacher.device), chunks,
-                              len(category_ids))
-        for index, (sample, meta) in enumerate(zip(samples, batch.meta)):
-            found = select_detections(queries.boxes[index].float().cpu(), queries.class_scores[index].float().cpu(),
-                                      meta, box_threshold=EVAL_SCORE_THRESHOLD, text_threshold=EVAL_SCORE_THRESHOLD,
-                                      nms_iou=EVAL_NMS_IOU)
-            for box, score, class_id in list(zip(found.boxes.tolist(), found.scores.tolist(),
-                                                 found.class_ids.tolist()))[:MAX_DETECTIONS]:
-                x1, y1, x2, y2 = box
-                results.append({"image_id": sample.image_id, "category_id": int(category_ids[str(class_id)]),
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
-    return coco_box_map(annotation_file, results, sorted(category_ids.values()))
+                            progress: bool = False, preprocessor: SingleModelPreprocessor | None = None,
+                            feature_cache: DinoFeatureCache | None = None) -> BoxEvaluation:
+    """COCO box mAP of the teacher on `dataset` (whose annotations are `annotation_file`): map50_95, map50, and
+    AP50-95 per class index (None for a class without val boxes)."""
+    detections = dino_detections(teacher, dataset, range(len(dataset)), chunks, len(category_ids),
+                                 preprocessor=preprocessor, feature_cache=feature_cache, batch_size=batch_size,
+                                 progress=progress)
+    category_of_class = {int(index): int(cid) for index, cid in category_ids.items()}
+    return coco_box_evaluation(annotation_file, coco_results(dataset, detections, category_of_class),
+                               category_of_class)
 
 
-def coco_box_map(annotation_file: str | Path, results: list[dict], category_ids: Sequence[int]) -> dict[str, float]:
-    """pycocotools' bbox COCOeval over the given categories; 0.0 where COCO has nothing to measure (-1)."""
+@dataclass
+class BoxEvaluation:
+    """COCO box scores: `metrics` (map50_95, map50), per class index AP50-95 and AP50 (None: no ground truth)."""
+
+    metrics: dict[str, float]
+    per_class: dict[int, float | None]
+    per_class_ap50: dict[int, float | None]
+
+
+def coco_box_evaluation(ground_truth: str | Path | dict, results: list[dict],
+                        category_of_class: Mapping[int, int]) -> BoxEvaluation:
+    """pycocotools' bbox COCOeval over the classes' categories; 0.0 where COCO has nothing to measure (-1).
+
+    ground_truth: a COCO annotation file, or the same structure as a dict (built in memory).
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    category_ids = [int(c) for c in category_of_class.values()]
+    empty = BoxEvaluation({"map50_95": 0.0, "map50": 0.0}, {}, {})
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
-        ground_truth = COCO(str(annotation_file))
-        if not results or not ground_truth.getAnnIds(catIds=list(category_ids)):
-            return {"map50_95": 0.0, "map50": 0.0}
-        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), iouType="bbox")
-        evaluation.params.catIds = list(category_ids)
+        if isinstance(ground_truth, dict):
+            truth = COCO()
+            truth.dataset = ground_truth
+            truth.createIndex()
+        else:
+            truth = COCO(str(ground_truth))
+        present = {int(a["category_id"]) for a in truth.dataset.get("annotations", [])}
+        if not truth.getAnnIds(catIds=category_ids):
+            return BoxEvaluation(empty.metrics, {k: None for k in category_of_class},
+                                 {k: None for k in category_of_class})
+        if not results:
+            zero = {k: (0.0 if int(c) in present else None) for k, c in category_of_class.items()}
+            return BoxEvaluation(empty.metrics, zero, dict(zero))
+        evaluation = COCOeval(truth, truth.loadRes(results), iouType="bbox")
+        evaluation.params.catIds = category_ids
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return {"map50_95": max(float(evaluation.stats[0]), 0.0), "map50": max(float(evaluation.stats[1]), 0.0)}
+    # precision: (IoU thresholds, recall points, categories, area ranges, max dets); area "all", 100 detections.
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    per_class, per_class_ap50 = {}, {}
+    for class_id, category_id in category_of_class.items():
+        k = evaluation.params.catIds.index(int(category_id))
+        values, at50 = precision[:, :, k], precision[0, :, k]
+        per_class[class_id] = float(values[values > -1].mean()) if (values > -1).any() else None
+        per_class_ap50[class_id] = float(at50[at50 > -1].mean()) if (at50 > -1).any() else None
+    return BoxEvaluation({"map50_95": max(float(evaluation.stats[0]), 0.0),
+                          "map50": max(float(evaluation.stats[1]), 0.0)}, per_class, per_class_ap50)
+
+
+def coco_box_map(annotation_file: str | Path, results: list[dict], category_ids: Sequence[int]) -> dict[str, float]:
+    """map50_95 and map50 of `results` against `annotation_file` over `category_ids`."""
+    return coco_box_evaluation(annotation_file, results, dict(enumerate(category_ids))).metrics
 
 
 @torch.no_grad()
 def evaluate_sam(teacher: Teacher, dataset: CocoDataset, indices: Sequence[int], cache: SamEmbeddingCache,
-                 class_of_category: Mapping[int, int]) -> dict[str, float]:
-    """Mean IoU (original frame) of SAM's masks prompted by the true boxes, over every object with a mask."""
+                 class_of_category: Mapping[int, int]) -> MaskEvaluation:
+    """Mean IoU (original frame) of SAM's masks prompted by the true boxes, over every object with a mask; and
+    per class index (classes without val masks are absent)."""
     teacher.model.eval()
-    ious = []
+    ious, classes = [], []
     for index in indices:
         sample = dataset[index]
         objects = sample_objects(sample, class_of_category)
@@ -93,4 +177,15 @@ def evaluate_sam(teacher: Teacher, dataset: CocoDataset, indices: Sequence[int],
         union = (predicted | truth).sum((1, 2))
         overlap = (predicted & truth).sum((1, 2))
         ious += (overlap / union.clamp(min=1)).tolist()
-    return {"mean_iou": float(np.mean(ious)) if ious else 0.0, "val_masks": float(len(ious))}
+        classes += objects.class_ids[torch.from_numpy(objects.has_mask)].tolist()
+    per_class = {int(c): float(np.mean([iou for iou, k in zip(ious, classes) if k == c])) for c in sorted(set(classes))}
+    return MaskEvaluation({"mean_iou": float(np.mean(ious)) if ious else 0.0, "val_masks": float(len(ious))},
+                          per_class)
+
+
+@dataclass
+class MaskEvaluation:
+    """SAM's scores: `metrics` (mean_iou, val_masks) and mean mask IoU per class index."""
+
+    metrics: dict[str, float]
+    per_class: dict[int, float]

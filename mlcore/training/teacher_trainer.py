@@ -8,8 +8,10 @@ Writes into `run_dir`:
     grounding_dino_lora/, sam_lora/         adapters of the BEST epoch (`save_adapter`), only for the trained teachers
     checkpoints/<teacher>/                  `CheckpointManager` files; `resume=True` continues from the newest
     cache/sam_embeddings/<key>.pt           SAM image embeddings (fp16), computed once per image, ever
+    cache/grounding_dino_features/<key>.pt  Grounding DINO's frozen-stage outputs per image and prompt (dino_cache.py)
     tensorboard/<teacher>/                  train/loss, train/lr, train/grad_norm per step; val/* per epoch
-    metrics.json                            per teacher: per-epoch loss and val metrics, best, LoRA counts, timings
+    metrics.json                            per teacher: per-epoch loss and val metrics, best, LoRA counts, timings,
+                                            per-class scores before/after and the forgetting check
 
 Each teacher runs the same loop (`_fit`): seed, LoRA + the trainable-ratio check, TrainingManager, CheckpointManager,
 then per epoch the batches and one validation. Only its loss and its evaluation differ.
@@ -17,6 +19,7 @@ then per epoch the batches and one validation. Only its loss and its evaluation 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -37,7 +40,7 @@ from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.io import write_json_atomic
 from mlcore.logs import get_logger, tensorboard_writer
-from mlcore.preprocess import load_rgb
+from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
 from mlcore.teachers import (apply_lora_to_grounding_dino, apply_lora_to_sam, build_prompt_chunks, load_grounding_dino,
                              load_sam, save_adapter, verify_lora_freezing)
 from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
@@ -47,11 +50,16 @@ from mlcore.teachers.sam import decode_boxes
 from mlcore.teachers.types import Teacher
 from mlcore.training.checkpoint import CheckpointManager
 from mlcore.training.data_order import epoch_loader
+from mlcore.training.dino_cache import (DinoFeatureCache, dataset_canvas, keep_frozen_stages_in_eval,
+                                        trainable_outside_decoder)
 from mlcore.training.manager import TrainingManager
 from mlcore.training.reproducibility import seed_everything
 from mlcore.training.sam_cache import SamEmbeddingCache
 from mlcore.training.scalars import TrainingScalars
-from mlcore.training.teacher_eval import evaluate_grounding_dino, evaluate_sam
+from mlcore.training.teacher_eval import dino_detections, evaluate_grounding_dino, evaluate_sam
+from mlcore.training.teacher_forgetting import (class_counts, control_prompt_names, control_prompt_report,
+                                                per_class_scores, untrained_class_report)
+from mlcore.training.teacher_inputs import check_sam_image_size, dino_preprocessor
 from mlcore.training.teacher_losses import dino_labels, jitter_boxes, mask_targets, sam_mask_loss, sample_objects
 
 log = get_logger(__name__)
@@ -59,7 +67,11 @@ log = get_logger(__name__)
 METRICS_NAME = "metrics.json"
 BEST_METRIC = {"grounding_dino": "map50_95", "sam": "mean_iou"}  # picks each teacher's best epoch (higher is better)
 
+PER_CLASS_METRIC = {"grounding_dino": "ap50_95", "sam": "mean_iou"}
+
 StepCallback = Callable[[str, int], None]  # (teacher family, optimizer steps so far), after every micro-batch
+# The val metrics, and a score per class index (None: the class has nothing to score in val).
+Evaluation = tuple[dict[str, float], dict[int, float | None]]
 
 
 @dataclass
@@ -79,13 +91,17 @@ class TeacherRun:
     train_images: int
     val_images: int
     baseline: dict[str, float]  # the base model's val scores before fine-tuning (LoRA starts as a no-op)
+    baseline_per_class: dict[int, float | None] = field(default_factory=dict)
+    per_class: dict[str, Any] = field(default_factory=dict)  # metric, and per class name: before, after, change
+    forgetting: dict[str, Any] = field(default_factory=dict)  # untrained classes (+ control prompts for DINO)
 
     def to_dict(self) -> dict[str, Any]:
         before = self.baseline.get(self.best_metric)
         gain = None if self.best is None or before is None else self.best - before
         return {"preset": self.preset, "adapter": str(self.adapter_dir),
                 "best": {"metric": self.best_metric, "value": self.best, "epoch": self.best_epoch},
-                "before_fine_tuning": self.baseline, "gain": gain,
+                "before_fine_tuning": self.baseline, "gain": gain, "per_class": self.per_class,
+                "forgetting": self.forgetting,
                 "epochs": self.epochs, "lora": self.lora, "timings": self.timings, "resumed_from": self.resumed_from,
                 "train_images": self.train_images, "val_images": self.val_images}
 
@@ -156,32 +172,64 @@ class TeacherTrainer:
         class_prompts = config.class_prompts or None
         chunks = build_prompt_chunks(teacher.tokenizer, self.mode.class_names, class_prompts,
                                      max_text_len(teacher.model))
-        preprocessor = teacher.preprocessor()
+        preprocessor = dino_preprocessor(teacher, config)
+        cache, timings = self._dino_feature_cache(teacher, config, preprocessor, chunks)
 
         def batch_loss(indices: list[int]) -> torch.Tensor:
             samples = [self.train[i] for i in indices]
-            batch = preprocessor([load_rgb(sample.image_path) for sample in samples])
-            pixel_values = batch.pixel_values.to(device=self.device, dtype=teacher.dtype)
-            pixel_mask = batch.pixel_mask.to(self.device)
+            if cache is not None:  # no pixels read: the frozen stages' outputs come from disk
+                paths = [sample.image_path for sample in samples]
+                metas = cache.metas([(sample.height, sample.width) for sample in samples])
+                pixel_values = cache.blank(len(samples))
+                pixel_mask = stack_pixel_masks(metas).to(self.device)
+                replay = lambda: cache.replay(teacher.model, paths)  # noqa: E731
+            else:
+                batch = preprocessor([load_rgb(sample.image_path) for sample in samples])
+                metas = batch.meta
+                pixel_values = batch.pixel_values.to(device=self.device, dtype=teacher.dtype)
+                pixel_mask = batch.pixel_mask.to(self.device)
+                replay = contextlib.nullcontext
             objects = [sample_objects(sample, self.class_of_category) for sample in samples]
             total = pixel_values.new_zeros(())
             # Each prompt chunk is its own forward, labelled with only its classes' boxes (one chunk: all of them).
             for chunk in chunks:
                 labels = [{key: value.to(self.device) for key, value in dino_labels(o, meta, chunk).items()}
-                          for o, meta in zip(objects, batch.meta)]
-                outputs = teacher.model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=labels,
-                                        **chunk.encode(len(samples), self.device))
+                          for o, meta in zip(objects, metas)]
+                with replay():
+                    outputs = teacher.model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=labels,
+                                            **chunk.encode(len(samples), self.device))
                 total = total + outputs.loss
             return total / len(chunks)
 
-        def evaluate() -> dict[str, float]:
-            return evaluate_grounding_dino(teacher, self.val, self.val_file, chunks, self.mode.category_ids,
-                                           batch_size=config.training.batch_size)
+        def evaluate() -> Evaluation:
+            scores = evaluate_grounding_dino(teacher, self.val, self.val_file, chunks, self.mode.category_ids,
+                                             batch_size=config.training.batch_size, preprocessor=preprocessor,
+                                             feature_cache=cache)
+            return scores.metrics, scores.per_class
 
         inference = config.inference.model_dump()
-        return self._fit("grounding_dino", teacher, report, list(range(len(self.train))), config.training,
-                         batch_loss, evaluate, len(self.val), {"class_prompts": config.class_prompts,
-                                                               "inference": inference}, {})
+        run = self._fit("grounding_dino", teacher, report, list(range(len(self.train))), config.training,
+                        batch_loss, evaluate, len(self.val), {"class_prompts": config.class_prompts,
+                                                              "inference": inference}, timings)
+        # The model now holds the saved (best) adapter: score it per class, then the prompts it never trained.
+        started = time.perf_counter()
+        self._per_class_and_untrained(run, evaluate, masks=False)
+        names = control_prompt_names(config.forgetting, self.mode.class_names, config.class_prompts)
+        control_chunks = (build_prompt_chunks(teacher.tokenizer, names, None, max_text_len(teacher.model))
+                          if names else [])
+
+        def detect(prompt_chunks, indices):
+            return dino_detections(teacher, self.val, indices, prompt_chunks, len(names), preprocessor=preprocessor,
+                                   feature_cache=cache, batch_size=config.training.batch_size)
+
+        def detect_base(prompt_chunks, indices):
+            with teacher.model.disable_adapter():  # the base model, without reloading it
+                return detect(prompt_chunks, indices)
+
+        run.forgetting["control_prompts"] = control_prompt_report(detect_base, detect, self.val, control_chunks,
+                                                                  names, config.forgetting)
+        run.timings["forgetting_seconds"] = time.perf_counter() - started
+        return run
 
     def train_sam(self) -> TeacherRun:
         config: TeacherSamLoraConfig = self.configs["sam"]
@@ -193,6 +241,7 @@ class TeacherTrainer:
             log.warning("cache_image_embeddings: false is ignored: the frozen encoder's embeddings are always cached")
         seed_everything(self.dynamics.seed, self.dynamics.deterministic)
         teacher = load_sam(config.model.preset, config.model.weights_dir, device=self.device)
+        check_sam_image_size(teacher, config)
         teacher.model = apply_lora_to_sam(teacher.model, config.lora, config.freeze)
         report = self._check_lora(teacher, config.lora.max_trainable_fraction)
 
@@ -220,17 +269,20 @@ class TeacherTrainer:
                 losses.append(sam_mask_loss(logits, iou_predictions, targets, config.loss))
             return torch.stack(losses).mean()
 
-        def evaluate() -> dict[str, float]:
-            return evaluate_sam(teacher, self.val, val_items, cache, self.class_of_category)
+        def evaluate() -> Evaluation:
+            scores = evaluate_sam(teacher, self.val, val_items, cache, self.class_of_category)
+            return scores.metrics, scores.per_class
 
         timings = {"embedding_cache_seconds": cache_seconds, "images_encoded": float(cache.encoder_calls)}
-        return self._fit("sam", teacher, report, train_items, config.training, batch_loss, evaluate, len(val_items),
-                         {}, timings)
+        run = self._fit("sam", teacher, report, train_items, config.training, batch_loss, evaluate, len(val_items),
+                        {}, timings)
+        self._per_class_and_untrained(run, evaluate, masks=True)
+        return run
 
     # -- the shared loop -----------------------------------------------------------------------------------------
 
     def _fit(self, family: str, teacher: Teacher, report: LoraReport, items: list[int], training: Any,
-             batch_loss: Callable[[list[int]], torch.Tensor], evaluate: Callable[[], dict[str, float]],
+             batch_loss: Callable[[list[int]], torch.Tensor], evaluate: Callable[[], Evaluation],
              val_images: int, adapter_extras: dict[str, Any], timings: dict[str, float]) -> TeacherRun:
         started = time.perf_counter()
         model, epochs, batch_size = teacher.model, training.epochs, training.batch_size
@@ -243,7 +295,7 @@ class TeacherTrainer:
         ckpt = CheckpointManager(self.checkpointing.model_copy(update={
             "save_dir": self.output_dir / "checkpoints" / family, "best_metric": BEST_METRIC[family],
             "best_mode": "max", "resume": self.resume}), model)
-        baseline = self._baseline(family, evaluate)  # before resume() loads trained weights into the model
+        baseline, baseline_per_class = self._baseline(family, evaluate)  # before resume() loads trained weights
         state = ckpt.resume(manager)
         train_seconds = eval_seconds = 0.0
         with tensorboard_writer(self.output_dir / "tensorboard" / family) as writer:
@@ -271,7 +323,7 @@ class TeacherTrainer:
                 manager.flush()
                 train_seconds += time.perf_counter() - epoch_started
                 eval_started = time.perf_counter()
-                metrics = evaluate()
+                metrics, _ = evaluate()
                 eval_seconds += time.perf_counter() - eval_started
                 train_loss = sum(losses) / len(losses) if losses else float("nan")
                 decision = ckpt.end_epoch(epoch, {"train_loss": train_loss, **metrics,
@@ -291,21 +343,54 @@ class TeacherTrainer:
             timings={**timings, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                      "total_seconds": time.perf_counter() - started},
             resumed_from=str(state.checkpoint) if state.checkpoint else None, train_images=len(items),
-            val_images=val_images, baseline=baseline)
+            val_images=val_images, baseline=baseline, baseline_per_class=baseline_per_class)
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
-    def _baseline(self, family: str, evaluate: Callable[[], dict[str, float]]) -> dict[str, float]:
-        """The base model's val scores, measured once per run folder (a resumed run reads them back).
-
-        PEFT starts LoRA's B matrices at zero, so the freshly adapted model computes exactly what the base does.
+    def _baseline(self, family: str, evaluate: Callable[[], Evaluation]
+                  ) -> tuple[dict[str, float], dict[int, float | None]]:
+        """The base model's val scores and per-class scores, measured once per run folder (a resumed run reads
+        them back). PEFT starts LoRA's B matrices at zero, so the freshly adapted model computes what the base does.
         """
         path = self.output_dir / "checkpoints" / family / "before_fine_tuning.json"
         if path.is_file():
-            return json.loads(path.read_text())
-        scores = evaluate()
-        write_json_atomic(path, scores)
-        return scores
+            stored = json.loads(path.read_text())
+            return stored["scores"], {int(k): v for k, v in stored["per_class"].items()}
+        scores, per_class = evaluate()
+        write_json_atomic(path, {"scores": scores, "per_class": {str(k): v for k, v in per_class.items()}})
+        return scores, per_class
+
+    def _per_class_and_untrained(self, run: TeacherRun, evaluate: Callable[[], Evaluation], *, masks: bool) -> None:
+        """Per-class scores of the saved adapter beside the base's, and the untrained classes' part of them."""
+        _, after = evaluate()
+        metric = PER_CLASS_METRIC[run.family]
+        table = per_class_scores(run.baseline_per_class, after, self.mode.class_names)
+        run.per_class = {"metric": metric, "classes": table}
+        train = class_counts(self.train, self.class_of_category, masks=masks)
+        val = class_counts(self.val, self.class_of_category, masks=masks)
+        run.forgetting["untrained_classes"] = untrained_class_report(table, train, val, self.mode.class_names, metric)
+
+    def _dino_feature_cache(self, teacher: Teacher, config: TeacherGroundingDinoLoraConfig,
+                            preprocessor: SingleModelPreprocessor, chunks: list
+                            ) -> tuple[DinoFeatureCache | None, dict[str, float]]:
+        """The frozen-stage cache, filled for every train and val image, or None when off or not valid."""
+        outside = trainable_outside_decoder(teacher.model)
+        if outside:
+            if config.cache_frozen_features:
+                log.info("cache_frozen_features is off for this run: %d trainable parameter(s) lie in the stages it "
+                         "would replay (e.g. %s)", len(outside), outside[0])
+            return None, {}
+        keep_frozen_stages_in_eval(teacher.model)  # with or without the cache, so both compute the same loss
+        if not config.cache_frozen_features:
+            return None, {}
+        started = time.perf_counter()
+        samples = [self.train[i] for i in range(len(self.train))] + [self.val[i] for i in range(len(self.val))]
+        canvas = dataset_canvas(preprocessor, [(sample.height, sample.width) for sample in samples])
+        cache = DinoFeatureCache(self.output_dir / "cache" / "grounding_dino_features", teacher, preprocessor, canvas,
+                                 dtype=getattr(torch, config.frozen_features_dtype), progress=self.progress)
+        cache.fill([sample.image_path for sample in samples], chunks)
+        return cache, {"frozen_feature_cache_seconds": time.perf_counter() - started,
+                       "frozen_stage_runs": float(cache.stage_calls)}
 
     def _check_lora(self, teacher: Teacher, max_trainable_fraction: float) -> LoraReport:
         """Refuse to train more than the configured fraction (ModelError), before any compute is spent."""

@@ -103,12 +103,16 @@ class GroundingDinoTraining(ConfigModel):
         default=0.1, gt=0.0, description="Gradient clipping norm (Grounding DINO's own recipe uses 0.1); null: off."
     )
     mixed_precision: MixedPrecision = Field(default="auto", description=MIXED_PRECISION_HELP)
-    shortest_edge: int = Field(default=800, ge=128, description="Resize so the short side is this (pixels).")
-    longest_edge: int = Field(default=1333, ge=128, description="...unless the long side would exceed this.")
+    shortest_edge: int | None = Field(
+        default=None, ge=128, description="Resize so the short side is this (pixels), in training and validation. "
+        "null: the preset's (800 for grounding_dino_swint, 160 for tiny).")
+    longest_edge: int | None = Field(
+        default=None, ge=128, description="...unless the long side would exceed this. null: the preset's (1333 for "
+        "grounding_dino_swint, 256 for tiny).")
 
     @model_validator(mode="after")
     def _edges_ordered(self) -> GroundingDinoTraining:
-        if self.shortest_edge > self.longest_edge:
+        if self.shortest_edge is not None and self.longest_edge is not None and self.shortest_edge > self.longest_edge:
             raise ValueError("shortest_edge must not exceed longest_edge")
         return self
 
@@ -119,6 +123,28 @@ class GroundingDinoInference(ConfigModel):
     )
     text_threshold: float = Field(
         default=0.25, ge=0.0, le=1.0, description="Token score needed for a phrase to label the box."
+    )
+
+
+# Common COCO class names: prompts the user's data never trains, to see whether fine-tuning changed how the model
+# answers them (the user's own class names are dropped from this list at run time).
+DEFAULT_CONTROL_PROMPTS = ["person", "car", "dog", "cat", "chair", "bottle", "bicycle", "bird"]
+
+
+class GroundingDinoForgetting(ConfigModel):
+    """How metrics.json measures what fine-tuning cost on concepts the user did not train."""
+
+    control_prompts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONTROL_PROMPTS),
+        description="Generic class names prompted on the val images by the base and the adapted model; the base "
+        "model's detections are the reference, the adapted model's are scored against them (COCO mAP50; 1.0: "
+        "unchanged). Names that are also the user's classes are skipped. Empty list: off.",
+    )
+    max_images: int = Field(
+        default=25, ge=1, description="Val images the control prompts run on (the first ones): bounds the cost."
+    )
+    score_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="The base model's detections at or above this score are the reference."
     )
 
 
@@ -138,6 +164,20 @@ class TeacherGroundingDinoLoraConfig(ConfigModel):
     class_prompts: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Optional synonyms: class name -> prompt phrases. Classes not listed are prompted by name.",
+    )
+    cache_frozen_features: bool = Field(
+        default=True,
+        description="Run the frozen stages (Swin backbone, text encoder, fusion encoder) once per image and prompt "
+        "and train the decoder's LoRA from the stored outputs (on disk under <output>/cache/). Used only while LoRA "
+        "stays inside the decoder; a wider target_modules pattern turns it off (logged).",
+    )
+    frozen_features_dtype: Literal["float16", "float32"] = Field(
+        default="float16",
+        description="Storage of the cached features: float16 halves the disk (~11 MB per 800x1333 image and prompt) "
+        "and rounds them at ~1e-3 relative; float32 replays them bit for bit.",
+    )
+    forgetting: GroundingDinoForgetting = Field(
+        default_factory=GroundingDinoForgetting, description="The forgetting check written to metrics.json."
     )
 
     @model_validator(mode="after")
@@ -190,8 +230,10 @@ class SamTraining(ConfigModel):
     grad_accum_steps: int = Field(default=1, ge=1, description="Micro-batches per optimizer step.")
     max_grad_norm: float | None = Field(default=1.0, gt=0.0, description="Gradient clipping norm; null: off.")
     mixed_precision: MixedPrecision = Field(default="auto", description=MIXED_PRECISION_HELP)
-    image_size: int = Field(
-        default=1024, ge=64, description="Long side after resizing; SAM's encoder expects 1024 (pad to square)."
+    image_size: int | None = Field(
+        default=None, ge=64, description="Long side after resizing, padded to a square. Must equal the model's own "
+        "input size (its position embeddings are fixed): 1024 for the sam_vit_* presets, 256 for tiny. null: the "
+        "model's.",
     )
 
 

@@ -20,7 +20,8 @@ from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
 from mlcore.errors import ConfigError, ModelError
 from mlcore.teachers import GroundedSAM
-from mlcore.training.teacher_setup import resolve_mode, teacher_configs, train_teachers
+from mlcore.training.run_setup import resolve_mode
+from mlcore.training.teacher_setup import teacher_configs, train_teachers
 from mlcore.training.teacher_trainer import TeacherTrainer
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
@@ -101,6 +102,14 @@ def test_metrics_json_has_the_documented_fields(both_run) -> None:
         assert set(entry["before_fine_tuning"]) == set(entry["epochs"][0]) - {"epoch", "train_loss", "epoch_seconds"}
         assert entry["gain"] == pytest.approx(entry["best"]["value"] - entry["before_fine_tuning"][metric])
     assert (result.output_dir / "tensorboard" / "grounding_dino").is_dir()
+    classes = set(ModeConfig.read(both_run[1]).class_names)
+    for entry, metric in ((dino, "ap50_95"), (sam, "mean_iou")):  # per-class before/after, and the forgetting check
+        assert entry["per_class"]["metric"] == metric and set(entry["per_class"]["classes"]) <= classes
+        assert all(set(row) == {"before", "after", "change"} for row in entry["per_class"]["classes"].values())
+        assert set(entry["forgetting"]["untrained_classes"]) == {"metric", "classes", "mean_change"}
+    control = dino["forgetting"]["control_prompts"]
+    assert control["metric"] == "map50_against_base" and control["prompts"] and control["images"] > 0
+    assert "control_prompts" not in sam["forgetting"]
 
 
 def test_adapters_load_into_grounded_sam_and_predict(both_run) -> None:

@@ -1,0 +1,297 @@
+"""Grounding DINO's frozen stages cached on disk: backbone, text encoder and fusion encoder run once per image.
+
+    cache = DinoFeatureCache(run_dir / "cache" / "grounding_dino_features", teacher, preprocessor, canvas)
+    cache.fill(image_paths, chunks)             # runs the frozen stages for the (image, prompt chunk) pairs not cached
+    with cache.replay(teacher.model, image_paths):
+        outputs = teacher.model(pixel_values=cache.blank(len(paths)), pixel_mask=mask, labels=..., **chunk.encode(n))
+
+With LoRA on the decoder only and no image augmentation, everything before the decoder (Swin backbone, BERT text
+encoder, the deformable encoder with its text-image fusion) is a pure function of (image, prompt chunk).
+`replay` swaps three submodules of the transformers model for stand-ins that serve stored tensors, so the model's own
+forward (two-stage proposals, decoder, heads, Hungarian loss) runs unchanged on top:
+
+- `backbone.conv_encoder` (the Swin): zero feature maps of the recorded shapes, and the level masks computed from
+  `pixel_mask` exactly as transformers does. Only their shapes and masks reach the decoder once the encoder is
+  skipped (the values fed the encoder's input alone); `test_dino_cache.py` checks the loss is unchanged.
+- `text_backbone` (BERT): its output for the prompt chunk (kept in memory: one per chunk).
+- `encoder`: the stored vision and text outputs of the fusion encoder.
+
+Each image is padded to one canvas for the whole run (not to its batch's largest image), so its stored features do
+not depend on which images share its batch. A file is keyed by the image's sha256, the preset, the resize settings,
+the canvas, random or pretrained weights, the prompt chunk's token ids and the storage dtype, and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.grounding_dino.modeling_grounding_dino import GroundingDinoEncoderOutput
+
+from mlcore.io import atomic_open, sha256_file
+from mlcore.logs import get_logger
+from mlcore.preprocess import PreprocessMeta, SingleModelPreprocessor, load_rgb
+from mlcore.teachers.grounding_dino import _detector
+from mlcore.teachers.prompts import PromptChunk
+from mlcore.teachers.types import Teacher
+
+log = get_logger(__name__)
+
+# The transformers GroundingDinoModel submodules whose outputs the cache replaces (or that only feed them).
+FROZEN_STAGES = ("backbone", "input_proj_vision", "text_backbone", "text_projection", "encoder")
+FROZEN_PARAMETERS = ("level_embed",)
+
+
+class _StopAfterEncoder(Exception):
+    """Raised by a forward hook once the encoder has run: filling the cache never runs the decoder."""
+
+    def __init__(self, output: GroundingDinoEncoderOutput) -> None:
+        super().__init__()
+        self.output = output
+
+
+def frozen_stage_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) of everything the cache stands in for, as named in the transformers model."""
+    base = _detector(model).model
+    found = [(f"model.{stage}.{name}", p) for stage in FROZEN_STAGES for name, p in
+             getattr(base, stage).named_parameters()]
+    return found + [(f"model.{name}", getattr(base, name)) for name in FROZEN_PARAMETERS]
+
+
+def trainable_outside_decoder(model: nn.Module) -> list[str]:
+    """Names of trainable parameters inside the cached stages: any one makes the cache invalid."""
+    return [name for name, parameter in frozen_stage_parameters(model) if parameter.requires_grad]
+
+
+def _stay_in_eval(module: nn.Module, _inputs: object) -> None:
+    module.eval()
+
+
+def keep_frozen_stages_in_eval(model: nn.Module) -> None:
+    """Dropout and drop-path off in the frozen stages for good (model.train() included).
+
+    Random noise on frozen features trains nothing, and it would make their output differ from the cached one. Only
+    call this when `trainable_outside_decoder` is empty. Idempotent.
+    """
+    base = _detector(model).model
+    for stage in FROZEN_STAGES:
+        module = getattr(base, stage)
+        module.eval()
+        if not getattr(module, "_mlcore_stays_in_eval", False):
+            module.register_forward_pre_hook(_stay_in_eval)
+            module._mlcore_stays_in_eval = True
+
+
+def pad_to_canvas(pixel_values: torch.Tensor, metas: Sequence[PreprocessMeta], canvas: tuple[int, int],
+                  preprocessor: SingleModelPreprocessor) -> tuple[torch.Tensor, list[PreprocessMeta]]:
+    """A preprocessed batch padded further (bottom, right) to the run's fixed canvas, as the preprocessor pads."""
+    height, width = canvas
+    fill = float(preprocessor.config.pad_value * preprocessor.config.rescale_factor)
+    padded = F.pad(pixel_values, (0, width - pixel_values.shape[-1], 0, height - pixel_values.shape[-2]), value=fill)
+    return padded, [meta.padded_to(canvas) for meta in metas]
+
+
+def dataset_canvas(preprocessor: SingleModelPreprocessor, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The smallest (height, width) holding every image of `sizes` (original height, width) once resized."""
+    inputs = [preprocessor.plan(height, width).input_size for height, width in sizes]
+    return max(size[0] for size in inputs), max(size[1] for size in inputs)
+
+
+class DinoFeatureCache:
+    """Per (image, prompt chunk) outputs of Grounding DINO's frozen stages on disk; `replay` serves them."""
+
+    def __init__(self, folder: str | os.PathLike[str], teacher: Teacher, preprocessor: SingleModelPreprocessor,
+                 canvas: tuple[int, int], *, dtype: torch.dtype = torch.float16, progress: bool = True) -> None:
+        self.folder = Path(folder)
+        self.teacher = teacher
+        self.preprocessor = preprocessor
+        self.canvas = (int(canvas[0]), int(canvas[1]))
+        self.dtype = dtype
+        self.progress = progress
+        self.stage_calls = 0  # (image, chunk) pairs run through the frozen stages by this object
+        self._image_keys: dict[Path, str] = {}
+        self._text: dict[tuple[int, ...], torch.Tensor] = {}
+
+    # -- keys --------------------------------------------------------------------------------------------------
+
+    def _image_key(self, image_path: Path) -> str:
+        if image_path not in self._image_keys:
+            self._image_keys[image_path] = sha256_file(image_path)
+        return self._image_keys[image_path]
+
+    def path(self, image_path: str | os.PathLike[str], chunk: PromptChunk) -> Path:
+        config = self.preprocessor.config
+        weights = "random" if self.teacher.random_init else "pretrained"
+        setting = (f"{self.teacher.preset.name}|{config.strategy}|{config.shortest_edge}|{config.longest_edge}|"
+                   f"{self.canvas[0]}x{self.canvas[1]}|{weights}|{str(self.dtype)}|{chunk.input_ids}")
+        digest = hashlib.sha256(setting.encode()).hexdigest()[:16]
+        return self.folder / f"{self.teacher.preset.name}-{digest}-{self._image_key(Path(image_path))}.pt"
+
+    # -- filling -----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def fill(self, image_paths: Sequence[str | os.PathLike[str]], chunks: Sequence[PromptChunk]) -> int:
+        """Run the frozen stages for every (image, chunk) not stored yet; returns how many ran."""
+        paths = list(dict.fromkeys(Path(p) for p in image_paths))
+        missing = [(path, chunk) for path in paths for chunk in chunks if not self.path(path, chunk).is_file()]
+        if not missing:
+            return 0
+        log.info("caching Grounding DINO's frozen stages for %d (image, prompt) pair(s) in %s", len(missing),
+                 self.folder)
+        model = self.teacher.model
+        detector = _detector(model)
+        encoder_levels: list[list[tuple[int, int]]] = []
+        hooks = [detector.model.encoder.register_forward_hook(_stop_after_encoder),
+                 detector.model.backbone.conv_encoder.register_forward_hook(
+                     lambda _m, _a, output: encoder_levels.append(
+                         [(int(f.shape[1]), int(f.shape[2]), int(f.shape[3])) for f, _ in output]))]
+        was_training = model.training
+        model.eval()
+        try:
+            for path, chunk in tqdm(missing, desc="grounding_dino features", unit="pair", disable=not self.progress):
+                batch = self.preprocessor([load_rgb(path)])
+                pixels, metas = pad_to_canvas(batch.pixel_values, batch.meta, self.canvas, self.preprocessor)
+                pixels = pixels.to(device=self.teacher.device, dtype=self.teacher.dtype)
+                mask = metas[0].pixel_mask()[None].to(self.teacher.device)
+                encoder_levels.clear()
+                try:
+                    model(pixel_values=pixels, pixel_mask=mask, **chunk.encode(1, self.teacher.device))
+                    raise RuntimeError("the Grounding DINO encoder hook did not fire")
+                except _StopAfterEncoder as stopped:
+                    output = stopped.output
+                record = {"vision": output.last_hidden_state_vision[0].to("cpu", self.dtype).clone(),
+                          "text": output.last_hidden_state_text[0].to("cpu", self.dtype).clone(),
+                          "levels": encoder_levels[0]}
+                with atomic_open(self.path(path, chunk)) as handle:
+                    torch.save(record, handle)
+                self.stage_calls += 1
+        finally:
+            for hook in hooks:
+                hook.remove()
+            model.train(was_training)
+        return len(missing)
+
+    def blank(self, batch_size: int) -> torch.Tensor:
+        """Pixel values of the canvas's shape: the replayed model reads only their shape, device and dtype."""
+        return torch.zeros(batch_size, 3, *self.canvas, device=self.teacher.device, dtype=self.teacher.dtype)
+
+    def metas(self, sizes: Sequence[tuple[int, int]]) -> list[PreprocessMeta]:
+        """The canvas geometry of images of these original (height, width): no pixels are read."""
+        return [self.preprocessor.plan(height, width).padded_to(self.canvas) for height, width in sizes]
+
+    # -- replaying ---------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def replay(self, model: nn.Module, image_paths: Sequence[str | os.PathLike[str]]) -> Iterator[None]:
+        """Inside: `model(...)` on these images (in this order, padded to the canvas) runs from the cache."""
+        base = _detector(model).model
+        paths = [Path(p) for p in image_paths]
+        state = _ReplayState(self, paths)
+        originals = {name: getattr(base, name) for name in ("text_backbone", "encoder")}
+        conv_encoder = base.backbone.conv_encoder
+        base.text_backbone = _CachedText(state, originals["text_backbone"])
+        base.encoder = _CachedEncoder(state)
+        base.backbone.conv_encoder = _CachedBackbone(state)
+        try:
+            yield
+        finally:
+            base.text_backbone, base.encoder = originals["text_backbone"], originals["encoder"]
+            base.backbone.conv_encoder = conv_encoder
+
+    def text_features(self, input_ids: tuple[int, ...], text_backbone: nn.Module, arguments: tuple) -> torch.Tensor:
+        """BERT's output for one prompt chunk, computed once per cache object (frozen, eval mode)."""
+        if input_ids not in self._text:
+            with torch.no_grad():
+                was_training = text_backbone.training
+                text_backbone.eval()
+                output = text_backbone(*(a[:1] for a in arguments), return_dict=True)
+                text_backbone.train(was_training)
+            self._text[input_ids] = output.last_hidden_state.detach()
+        return self._text[input_ids]
+
+    def load(self, image_path: Path, input_ids: tuple[int, ...]) -> dict:
+        path = self.path(image_path, PromptChunk(text="", input_ids=input_ids, phrase_spans=(), phrase_classes=()))
+        if not path.is_file():
+            raise KeyError(f"no cached Grounding DINO features for {image_path} and this prompt: fill() it first")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class _ReplayState:
+    """What the three stand-ins share during one `replay`: the images, and the chunk the text stand-in saw."""
+
+    def __init__(self, cache: DinoFeatureCache, paths: list[Path]) -> None:
+        self.cache = cache
+        self.paths = paths
+        self.input_ids: tuple[int, ...] | None = None
+        self.records: list[dict] = []
+
+    def load(self, input_ids: tuple[int, ...]) -> None:
+        self.input_ids = input_ids
+        self.records = [self.cache.load(path, input_ids) for path in self.paths]
+
+
+def _stop_after_encoder(_module: nn.Module, _args: object, output: GroundingDinoEncoderOutput) -> None:
+    raise _StopAfterEncoder(output)
+
+
+class _CachedText(nn.Module):
+    """Stands in for BERT: the chunk's stored output, and tells the encoder stand-in which chunk this forward is."""
+
+    def __init__(self, state: _ReplayState, text_backbone: nn.Module) -> None:
+        super().__init__()
+        self.state = state
+        self.__dict__["original"] = text_backbone  # not a submodule: parameters are not listed twice
+
+    def forward(self, input_ids: torch.Tensor, *arguments: torch.Tensor, return_dict: bool = True, **_: object):
+        if input_ids.shape[0] != len(self.state.paths):
+            raise ValueError(f"replaying {len(self.state.paths)} image(s), the batch has {input_ids.shape[0]}")
+        ids = tuple(int(i) for i in input_ids[0].tolist())
+        if any(tuple(row.tolist()) != ids for row in input_ids):
+            raise ValueError("a replayed batch must share one prompt chunk")
+        self.state.load(ids)
+        features = self.state.cache.text_features(ids, self.original, (input_ids, *arguments))
+        return BaseModelOutput(last_hidden_state=features.expand(input_ids.shape[0], -1, -1))
+
+
+class _CachedBackbone(nn.Module):
+    """Stands in for the Swin: zero maps of the stored level shapes, level masks exactly as transformers makes them."""
+
+    def __init__(self, state: _ReplayState) -> None:
+        super().__init__()
+        self.state = state
+
+    def forward(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if tuple(pixel_values.shape[-2:]) != self.state.cache.canvas:
+            raise ValueError(f"replayed inputs must be the cache's canvas {self.state.cache.canvas}, got "
+                             f"{tuple(pixel_values.shape[-2:])}")
+        out = []
+        for channels, height, width in self.state.records[0]["levels"]:
+            feature = pixel_values.new_zeros(pixel_values.shape[0], channels, height, width)
+            mask = F.interpolate(pixel_mask[None].float(), size=(height, width)).to(torch.bool)[0]
+            out.append((feature, mask))
+        return out
+
+
+class _CachedEncoder(nn.Module):
+    """Stands in for the fusion encoder: the stored vision and text outputs of this batch's images and chunk."""
+
+    def __init__(self, state: _ReplayState) -> None:
+        super().__init__()
+        self.state = state
+
+    def forward(self, vision_features: torch.Tensor, **_: object) -> GroundingDinoEncoderOutput:
+        device, dtype = vision_features.device, vision_features.dtype
+        vision = torch.stack([r["vision"] for r in self.state.records]).to(device=device, dtype=dtype)
+        text = torch.stack([r["text"] for r in self.state.records]).to(device=device, dtype=dtype)
+        if vision.shape[:2] != vision_features.shape[:2]:
+            raise ValueError(f"cached encoder output {tuple(vision.shape)} does not fit the batch "
+                             f"{tuple(vision_features.shape)}")
+        return GroundingDinoEncoderOutput(last_hidden_state_vision=vision, last_hidden_state_text=text)
