@@ -26,7 +26,7 @@ from torch import nn
 from mlcore.config.schemas.data import PreprocessingConfig
 from mlcore.errors import ConfigError, ModelError
 from mlcore.io import atomic_open
-from mlcore.preprocess import PreprocessMeta, SingleModelPreprocessor, for_model
+from mlcore.preprocess import PreprocessMeta, SingleModelPreprocessor
 from mlcore.preprocess.inputs import ImageInput, is_batch, load_rgb
 from mlcore.students.types import StudentPrediction
 from mlcore.students.ultralytics_setup import configure_ultralytics
@@ -35,7 +35,6 @@ KINDS: tuple[str, ...] = ("yolov8", "yolov8_seg", "fastsam")
 SIZES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 TASK_OF_KIND: dict[str, str] = {"yolov8": "detect", "yolov8_seg": "segment", "fastsam": "segment"}
 CHECKPOINT_KEY = "mlcore"
-_MASK_CHUNK = 32
 
 
 @dataclass
@@ -82,11 +81,9 @@ class Student:
         if imgsz <= 0 or imgsz % self.stride:
             raise ConfigError(f"imgsz {imgsz} is not a positive multiple of the student's stride {self.stride}",
                               where="imgsz", fix=f"use e.g. {max(imgsz // self.stride, 1) * self.stride}")
-        if isinstance(preprocessing, PreprocessingConfig):
-            preprocessing = preprocessing.model_dump()
-        yolo = dict((preprocessing or {}).get("yolo", {}))
-        yolo.update(strategy="letterbox", longest_edge=imgsz, pad_to=(imgsz, imgsz))
-        return for_model("yolo", {"yolo": yolo})
+        from mlcore.inference.letterbox import letterbox_preprocessor  # here: mlcore.inference imports Student
+
+        return letterbox_preprocessor(imgsz, preprocessing)
 
     @torch.no_grad()
     def predict(self, images: ImageInput | Sequence[ImageInput], *, imgsz: int = 640, conf: float = 0.25,
@@ -108,8 +105,7 @@ class Student:
 
         multi_label: a box may be kept once per class scoring above conf (ultralytics' validation does this).
         """
-        configure_ultralytics()
-        from ultralytics.utils.nms import non_max_suppression
+        from mlcore.inference.postprocess import postprocess_yolo  # here: mlcore.inference imports Student
 
         if pixel_values.dim() != 4 or len(metas) != pixel_values.shape[0]:
             raise ValueError(f"need (B, 3, H, W) pixels and B metas, got {tuple(pixel_values.shape)} and "
@@ -125,22 +121,9 @@ class Student:
                 module.training = training
         head = outputs[0]  # eval mode: (inference output, raw head output)
         decoded, protos = head if self.task == "segment" else (head, None)
-        detections = non_max_suppression(decoded.float(), conf, iou, multi_label=multi_label, max_det=max_det,
-                                          nc=self.num_classes)
-        input_size = tuple(pixel_values.shape[-2:])
-        results = []
-        for index, (found, meta) in enumerate(zip(detections, metas)):
-            masks = None
-            if protos is not None:
-                masks = _original_frame_masks(protos[index], found[:, 6:], found[:, :4], input_size, meta)
-            found = found.float().cpu()
-            boxes, scores, class_ids = meta.boxes_from_model(found[:, :4]), found[:, 4], found[:, 5].long()
-            if masks is not None:
-                keep = masks.flatten(1).any(1)  # as ultralytics' predictor: a detection needs its mask
-                boxes, scores, class_ids, masks = boxes[keep], scores[keep], class_ids[keep], masks[keep]
-            results.append(StudentPrediction(boxes=boxes, scores=scores, class_ids=class_ids, masks=masks,
-                                             image_size=meta.original_size))
-        return results
+        return postprocess_yolo(decoded, protos, metas, input_size=tuple(pixel_values.shape[-2:]),
+                                num_classes=self.num_classes, conf=conf, iou=iou, max_det=max_det,
+                                multi_label=multi_label)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
@@ -228,19 +211,6 @@ class Student:
             with open(exported, "rb") as source, atomic_open(path, "wb") as target:
                 shutil.copyfileobj(source, target)
         return path
-
-
-def _original_frame_masks(protos: torch.Tensor, coefficients: torch.Tensor, boxes_model: torch.Tensor,
-                          input_size: tuple[int, int], meta: PreprocessMeta) -> torch.Tensor:
-    """(n, H, W) bool masks in the original frame: ultralytics' process_mask (input frame, cropped to the box), then
-    out of the letterbox; in chunks, since each mask passes through float at input and original size."""
-    from ultralytics.utils.ops import process_mask
-
-    chunks = [meta.masks_from_model(process_mask(protos, coefficients[start:start + _MASK_CHUNK],
-                                                 boxes_model[start:start + _MASK_CHUNK], input_size,
-                                                 upsample=True).float(), threshold=0.5).cpu()
-              for start in range(0, coefficients.shape[0], _MASK_CHUNK)]
-    return torch.cat(chunks) if chunks else torch.zeros((0, *meta.original_size), dtype=torch.bool)
 
 
 def student_name(kind: str, size: str) -> str:

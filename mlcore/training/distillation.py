@@ -357,7 +357,8 @@ class DistillationTrainer:
                                   "adapter_sha256": teacher.adapter.adapter_sha256 if teacher.adapter else None}
                          for family, teacher in teachers.teachers.items()},
             "distillation": self.kd.model_dump(mode="json"),
-            "metrics": {"best": {"metric": result.best_metric, "value": result.best, "epoch": result.best_epoch}},
+            "metrics": {"best": {"metric": result.best_metric, "value": result.best, "epoch": result.best_epoch},
+                        "last_epoch": result.epochs[-1] if result.epochs else None},
             "data": {"train": str(self.train_file), "val": str(self.val_file),
                      "unlabeled_images_dir": str(self.unlabeled_dir) if self.unlabeled_dir else None,
                      "training_images": images, "pseudo_labelled_images": result.pseudo_labelled_images},

@@ -21,8 +21,8 @@ from mlcore.augmentation.pipeline import AugmentationPipeline
 from mlcore.preprocess import for_model
 from mlcore.preprocess.meta import PreprocessMeta
 from mlcore.training.data_order import epoch_seed
+from mlcore.training.kd_geometry import _align_teacher_student_outputs
 from mlcore.training.kd_types import ImageTargets, StudentBatch
-from mlcore.training.losses import _align_teacher_student_outputs
 
 FEATURE_STRIDE = 8  # teacher features are aligned to the student's stride-8 grid; the loss resamples per layer
 AUGMENTATION_STREAM = 7  # epoch_seed stream for augmentation, apart from the data order's

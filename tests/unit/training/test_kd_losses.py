@@ -14,14 +14,8 @@ from mlcore.config.schemas.distillation import KdBothConfig, KdDetectionOnlyConf
 from mlcore.errors import ConfigError, ModelError
 from mlcore.preprocess import for_model
 from mlcore.training.kd_types import StudentBatch
-from mlcore.training.losses import (
-    DistillationLoss,
-    _align_teacher_student_outputs,
-    _boxes_from_masks,
-    _resize_masks,
-    feature_distillation_loss,
-    logit_distillation_loss,
-)
+from mlcore.training.kd_geometry import _align_teacher_student_outputs, _boxes_from_masks, _resize_masks
+from mlcore.training.losses import DistillationLoss, feature_distillation_loss, logit_distillation_loss
 
 SIZE = 64
 CLASSES = 3

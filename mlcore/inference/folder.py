@@ -1,0 +1,182 @@
+"""Inference over an image or a folder: an overlay image per input and one COCO results file for them all.
+
+Writes, under output_dir (each file atomically):
+- `overlays/<file name>`: the image with masks tinted, boxes and "class score" labels drawn (same format as the input);
+- `predictions.json`: COCO detection results, a list of {"image_id", "file_name", "category_id", "bbox" [x, y, w, h],
+  "score"} plus "segmentation" (RLE) for segmentation models; pycocotools' `loadRes` reads it as it is;
+- `inference.json`: the `InferenceSummary` (images with their ids and sizes, categories, counts, settings).
+
+Ids: without a dataset there are none to match, so image ids are 1..N in sorted file-name order and a class index i
+becomes category id i + 1 (COCO ids start at 1). To score the results against an annotation file, pass its ids:
+`image_ids` {file name: id} and `category_ids` {class index: category id} (the mode config's `category_ids`).
+A folder is read without descending into subfolders; files that cannot be decoded are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from mlcore.errors import ConfigError, DatasetError
+from mlcore.inference.overlay import draw_detections
+from mlcore.inference.types import Detections, InferenceEngine
+from mlcore.io import atomic_open, write_json_atomic
+from mlcore.logs import get_logger
+from mlcore.preprocess.inputs import load_rgb
+
+log = get_logger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PREDICTIONS_FILE, SUMMARY_FILE, OVERLAYS_DIR = "predictions.json", "inference.json", "overlays"
+
+
+@dataclass
+class InferenceSummary:
+    """What `infer_folder` did: where its outputs are, which images it read (id, file_name, width, height,
+    detections) and skipped, the categories it wrote ({"id", "name"}), and its settings."""
+
+    source: str
+    output_dir: str
+    overlays_dir: str
+    predictions_file: str
+    engine: str
+    task: str
+    conf: float
+    iou: float
+    num_images: int = 0
+    num_detections: int = 0
+    detections_per_class: dict[str, int] = field(default_factory=dict)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    categories: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def infer_folder(engine: InferenceEngine, source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
+                 conf: float = 0.25, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
+                 category_ids: Mapping[Any, int] | None = None, image_ids: Mapping[str, int] | None = None,
+                 progress: bool = False) -> InferenceSummary:
+    """Run `engine` on one image file or every image in a folder; write overlays, predictions.json, inference.json.
+
+    category_ids: class index (int or "0"-style string) -> COCO category id, default index + 1. image_ids: file name
+    -> COCO image id, default 1..N in sorted order.
+    """
+    source, output_dir = Path(source), Path(output_dir)
+    files = list_images(source)
+    categories = _category_ids(category_ids, len(engine.class_names))
+    ids = _image_ids(image_ids, files)
+    overlays = output_dir / OVERLAYS_DIR
+    summary = InferenceSummary(source=str(source), output_dir=str(output_dir), overlays_dir=str(overlays),
+                               predictions_file=str(output_dir / PREDICTIONS_FILE), engine=engine.name,
+                               task=engine.task, conf=conf, iou=iou,
+                               categories=[{"id": categories[index], "name": name}
+                                           for index, name in enumerate(engine.class_names)])
+    counts = dict.fromkeys(engine.class_names, 0)
+    results: list[dict[str, Any]] = []
+    for start in tqdm(range(0, len(files), batch_size), desc="infer", unit="batch", disable=not progress):
+        loaded = []
+        for path in files[start:start + batch_size]:
+            try:
+                loaded.append((path, load_rgb(path)))
+            except DatasetError as exc:
+                log.warning("skipping %s: %s", path, exc.message)
+                summary.skipped.append({"file_name": path.name, "reason": exc.message})
+        if not loaded:
+            continue
+        predictions = engine.predict([rgb for _, rgb in loaded], conf=conf, iou=iou, max_det=max_det)
+        for (path, rgb), detections in zip(loaded, predictions):
+            image_id = ids[path.name]
+            results += result_records(image_id, path.name, detections, categories)
+            _write_image(draw_detections(rgb, detections, engine.class_names), overlays / path.name)
+            for class_id in detections.class_ids.tolist():
+                counts[engine.class_names[class_id]] += 1
+            summary.images.append({"id": image_id, "file_name": path.name, "width": int(rgb.shape[1]),
+                                   "height": int(rgb.shape[0]), "detections": len(detections)})
+    summary.num_images, summary.num_detections = len(summary.images), len(results)
+    summary.detections_per_class = counts
+    write_json_atomic(output_dir / PREDICTIONS_FILE, results)
+    write_json_atomic(output_dir / SUMMARY_FILE, summary.to_dict())
+    log.info("inferred %d images (%d detections) with %s; outputs in %s", summary.num_images, len(results),
+             engine.name, output_dir)
+    return summary
+
+
+def list_images(source: Path) -> list[Path]:
+    """The image file itself, or the folder's image files (not its subfolders) in sorted name order."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DatasetError("no such image or folder", where=str(source), fix="give an image file or a folder of images")
+    files = sorted(path for path in source.iterdir()
+                   if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))
+    if not files:
+        raise DatasetError("the folder holds no images", where=str(source),
+                           fix=f"put images ({', '.join(IMAGE_SUFFIXES)}) directly in the folder")
+    return files
+
+
+def result_records(image_id: int, file_name: str, detections: Detections,
+                   category_ids: Mapping[int, int]) -> list[dict[str, Any]]:
+    """COCO result records of one image: one per detection, with "segmentation" (RLE) when there are masks."""
+    from mlcore.evaluation.coco_map import mask_to_rle  # here: mlcore.evaluation imports the engines too
+
+    records = []
+    masks = detections.masks.numpy() if detections.masks is not None else None
+    for index, ((x1, y1, x2, y2), score, class_id) in enumerate(zip(
+            detections.boxes.tolist(), detections.scores.tolist(), detections.class_ids.tolist())):
+        record = {"image_id": int(image_id), "file_name": file_name, "category_id": int(category_ids[class_id]),
+                  "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                  "score": round(float(score), 5)}
+        if masks is not None:
+            record["segmentation"] = mask_to_rle(masks[index])
+        records.append(record)
+    return records
+
+
+def _category_ids(category_ids: Mapping[Any, int] | None, num_classes: int) -> dict[int, int]:
+    if category_ids is None:
+        return {index: index + 1 for index in range(num_classes)}
+    try:
+        given = {int(index): int(category) for index, category in category_ids.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"category_ids must map class indices to integer ids, got {dict(category_ids)!r}",
+                          where="category_ids", fix='e.g. {"0": 1, "1": 2}') from None
+    missing = [index for index in range(num_classes) if index not in given]
+    if missing:
+        raise ConfigError(f"classes {missing} of the model have no category id", where="category_ids",
+                          fix="give an id for every class index (the mode config's category_ids), or leave it out")
+    return given
+
+
+def _image_ids(image_ids: Mapping[str, int] | None, files: list[Path]) -> dict[str, int]:
+    if image_ids is None:
+        return {path.name: number for number, path in enumerate(files, start=1)}
+    missing = [path.name for path in files if path.name not in image_ids]
+    if missing:
+        raise ConfigError(f"{len(missing)} images have no id, e.g. {missing[:3]}", where="image_ids",
+                          fix="map every file name to its COCO image id (from the annotation file), or leave it out")
+    return {path.name: int(image_ids[path.name]) for path in files}
+
+
+def _write_image(image: Image.Image, path: Path) -> None:
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    options: dict[str, Any] = {"quality": 90} if image_format == "JPEG" else {}
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format=image_format, **options)
+
+
+def image_ids_from_annotations(annotations: Mapping[str, Any]) -> dict[str, int]:
+    """{file name: image id} from a loaded COCO annotation dict (folders hold images by their base name)."""
+    return {Path(str(image["file_name"])).name: int(image["id"]) for image in annotations.get("images", [])}
+
+
+__all__ = ["IMAGE_SUFFIXES", "InferenceSummary", "image_ids_from_annotations", "infer_folder", "list_images",
+           "result_records"]
