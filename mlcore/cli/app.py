@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from mlcore.cli import deploy
 from mlcore.cli.augment import augment_app
 from mlcore.errors import MlcoreError
 
@@ -180,6 +181,12 @@ def train_student(
                  f"annotations", highlight=False)
     stdout.print(f"weights: {result.best_path}, {result.last_path}; summary: {result.output_dir / 'student.json'}",
                  highlight=False)
+
+
+app.command("optimize")(deploy.optimize)
+app.command("infer")(deploy.infer)
+app.command("evaluate")(deploy.evaluate)
+app.command("benchmark")(deploy.benchmark)
 
 
 config_app = typer.Typer(help="Configuration templates and files.", no_args_is_help=True)

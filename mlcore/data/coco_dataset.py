@@ -6,6 +6,7 @@ low for large files: each annotation keeps its raw segmentation bytes until a sa
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from mlcore.data.coco_reader import read_coco
 from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, CocoImage
 from mlcore.data.images import choose_image_root
 from mlcore.data.masks import decode_to_mask
+from mlcore.data.mode_config import MODE_CONFIG_NAME
 
 _segmentation_decoder = msgspec.json.Decoder()
 
@@ -53,8 +55,8 @@ class CocoDataset:
         self.sha256 = raw.sha256
         self.images = [msgspec.json.decode(r, type=CocoImage) for r in raw.images]
         self.categories = [msgspec.json.decode(r, type=CocoCategory) for r in raw.categories]
-        self.images_root = Path(images_dir) if images_dir else choose_image_root(
-            raw.path, [image.file_name for image in self.images[:50]])
+        self.images_root = Path(images_dir) if images_dir else _default_images_root(
+            Path(raw.path), [image.file_name for image in self.images[:50]])
         self._annotations: dict[int, list[CocoAnnotation]] = defaultdict(list)
         decoder = msgspec.json.Decoder(CocoAnnotation)
         for record in raw.annotations:
@@ -75,3 +77,13 @@ class CocoDataset:
             iscrowd=np.array([bool(a.iscrowd) for a in annotations], dtype=bool),
             _segmentations=tuple(a.segmentation for a in annotations),
         )
+
+
+def _default_images_root(annotation_file: Path, file_names: list[str]) -> Path:
+    """The images root `mlcore validate` recorded beside split files (.mode_config.json), else discovered."""
+    beside = annotation_file.parent / MODE_CONFIG_NAME
+    if beside.is_file():
+        recorded = Path(json.loads(beside.read_text()).get("images_root", ""))
+        if recorded.is_dir():
+            return recorded
+    return choose_image_root(annotation_file, file_names)

@@ -8,7 +8,7 @@ class-agnostically.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.errors import ConfigError
-from mlcore.evaluation.coco_map import coco_map, mask_to_rle
+from mlcore.evaluation.coco_map import coco_map
+from mlcore.evaluation.results import CategoryOf, box_results, mask_results
 from mlcore.students.student import Student
-from mlcore.students.types import StudentPrediction
 
-CategoryOf = Callable[[int], int]  # class index -> COCO category id
+__all__ = ["CategoryOf", "box_results", "evaluate_student", "mask_results"]
 
 
 @torch.no_grad()
@@ -61,22 +61,3 @@ def evaluate_student(student: Student, dataset: CocoDataset, annotation_file: st
         mask_metrics = coco_map(annotation_file, masks, categories, "segm", class_agnostic=class_agnostic)
         metrics.update({f"mask_{key}": value for key, value in mask_metrics.items()})
     return metrics
-
-
-def box_results(image_id: int, prediction: StudentPrediction, category_of: CategoryOf) -> list[dict[str, Any]]:
-    """COCO detection records (xywh boxes) of one image's prediction."""
-    records = []
-    for (x1, y1, x2, y2), score, class_id in zip(prediction.boxes.tolist(), prediction.scores.tolist(),
-                                                 prediction.class_ids.tolist()):
-        records.append({"image_id": int(image_id), "category_id": int(category_of(class_id)),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
-    return records
-
-
-def mask_results(image_id: int, prediction: StudentPrediction, category_of: CategoryOf) -> list[dict[str, Any]]:
-    """COCO segmentation records (RLE) of one image's prediction."""
-    assert prediction.masks is not None
-    return [{"image_id": int(image_id), "category_id": int(category_of(class_id)),
-             "segmentation": mask_to_rle(mask.numpy()), "score": float(score)}
-            for mask, score, class_id in zip(prediction.masks, prediction.scores.tolist(),
-                                             prediction.class_ids.tolist())]

@@ -6,7 +6,6 @@ FastSAM, which is a single-class YOLOv8-seg. Nothing is ever downloaded: a weigh
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, ModelError
 from mlcore.logs import get_logger
 from mlcore.students.student import KINDS, SIZES, TASK_OF_KIND, Student, load_ultralytics_checkpoint, student_name
-from mlcore.students.ultralytics_setup import configure_ultralytics
+from mlcore.students.ultralytics_setup import configure_ultralytics, quiet_ultralytics
 
 log = get_logger(__name__)
 
@@ -102,13 +101,8 @@ def build_model(kind: str, size: str, num_classes: int) -> nn.Module:
     from ultralytics.utils import DEFAULT_CFG_DICT, IterableSimpleNamespace
 
     model_class = SegmentationModel if TASK_OF_KIND[kind] == "segment" else DetectionModel
-    quiet = logging.getLogger("ultralytics")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # its "Overriding model.yaml nc=80" line would land on the CLI's stdout
-    try:
+    with quiet_ultralytics():
         model = model_class(ARCHITECTURE_YAML[kind].format(size=size), nc=num_classes, verbose=False)
-    finally:
-        quiet.setLevel(level)
     # ultralytics' losses read box/cls/dfl gains from model.args, as its trainer sets them.
     model.args = IterableSimpleNamespace(**{**DEFAULT_CFG_DICT, "task": TASK_OF_KIND[kind],
                                             "single_cls": kind == "fastsam"})

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from copy import deepcopy
@@ -201,16 +199,11 @@ class Student:
     # -- export -------------------------------------------------------------------------------------------------
 
     def export_onnx(self, path: str | os.PathLike[str], imgsz: int = 640) -> Path:
-        """ONNX through ultralytics' exporter (static imgsz x imgsz, one input named "images", no onnxslim)."""
-        ultralytics = _ultralytics()
-        path = Path(path)
-        with tempfile.TemporaryDirectory(prefix="mlcore-export-") as tmp:
-            checkpoint = self.save(Path(tmp) / "student.pt", imgsz=imgsz)
-            exported = ultralytics.YOLO(str(checkpoint), task=self.task).export(
-                format="onnx", imgsz=imgsz, simplify=False, dynamic=False, device="cpu", verbose=False)
-            with open(exported, "rb") as source, atomic_open(path, "wb") as target:
-                shutil.copyfileobj(source, target)
-        return path
+        """ONNX with one image input (batch 1, imgsz x imgsz), checked and compared with PyTorch: see
+        `mlcore.optimization.export_to_onnx` for the dynamic-batch export `mlcore optimize` writes."""
+        from mlcore.optimization.onnx_export import export_to_onnx  # optimization imports this module
+
+        return export_to_onnx(self, path, imgsz=imgsz, dynamic_batch=False).path
 
 
 def student_name(kind: str, size: str) -> str:
@@ -253,9 +246,3 @@ def _as_dict(args: Any) -> dict[str, Any]:
     if args is None:
         return {}
     return dict(args) if isinstance(args, Mapping) else dict(vars(args))
-
-
-def _ultralytics() -> Any:
-    from mlcore.students.ultralytics_setup import ultralytics_module
-
-    return ultralytics_module()

@@ -12,8 +12,11 @@ The home is `$YOLO_CONFIG_DIR` when set (tests point it into a temp dir), else `
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -71,6 +74,19 @@ def ultralytics_module() -> ModuleType:
     import ultralytics
 
     return ultralytics
+
+
+@contextmanager
+def quiet_ultralytics() -> Iterator[None]:
+    """ultralytics logs its banners and notes at INFO on stdout ("Overriding model.yaml nc=80", export banners, a
+    netron link); under mlcore's commands stdout is ours. Warnings and errors still show."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _force_offline_after_import() -> None:

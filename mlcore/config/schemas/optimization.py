@@ -25,8 +25,9 @@ class CalibrationSettings(ConfigModel):
     )
     data: OptionalPath = Field(
         default=None,
-        description="Folder of representative images (placeholder {{dataset_train_images}}); use training images, "
-        "never the images you evaluate on. null: not set (calibration will ask for it).",
+        description="Folder of representative images, or a COCO file whose images are used (placeholder "
+        "{{dataset_train_images}}); use training images, never the images you evaluate on. null: not set "
+        "(calibration will ask for it).",
     )
     seed: int = Field(default=0, ge=0, description="Seed for choosing which images calibrate.")
 
@@ -62,6 +63,12 @@ class QuantizationConfig(ConfigModel):
         default="QDQ", description="Quantized graph format; QDQ is what TensorRT and most runtimes accelerate."
     )
     per_channel: bool = Field(default=True, description="One scale per output channel: better accuracy for convs.")
+    exclude: Literal["decode", "head", "none"] = Field(
+        default="decode",
+        description="Nodes kept in float: decode (the head's box/score decode tail after its final convs; boxes in "
+        "pixels and scores 0-1 share one output, which one int8 scale destroys), head (also the head's final "
+        "1x1 convs) or none (quantize everything; measured to collapse YOLOv8 mAP to 0).",
+    )
     calibration: CalibrationSettings = Field(
         default_factory=CalibrationSettings, description="Calibration data (int8_static only)."
     )

@@ -1,0 +1,111 @@
+"""INT8 (dynamic, static QDQ) and FP16 models run in ONNX Runtime, are smaller, keep metadata and the float tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from mlcore.errors import DatasetError
+from mlcore.optimization import (
+    CalibrationReader,
+    calibration_images,
+    convert_to_fp16,
+    exclusion_nodes,
+    quantize_int8_dynamic,
+)
+from mlcore.optimization.onnx_export import onnx_metadata
+from mlcore.students import Student
+
+from .conftest import IMGSZ, Demo
+
+
+def _run(path: Path, pixels: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": pixels})
+
+
+def _pixels(demo: Demo, count: int = 2) -> np.ndarray:
+    reader = CalibrationReader(demo.image_paths()[-count:], imgsz=IMGSZ, batch_size=count)
+    return reader.get_next()["images"]
+
+
+def test_static_int8_is_qdq_smaller_runs_and_keeps_metadata(detector_onnx, detector_int8, demo: Demo) -> None:
+    model = onnx.load(str(detector_int8.path))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert detector_int8.size_bytes < 0.5 * detector_onnx.size_bytes
+    assert onnx_metadata(detector_int8.path)["names"] == onnx_metadata(detector_onnx.path)["names"]
+    assert "int8_static QDQ per_channel=True" in onnx_metadata(detector_int8.path)["mlcore_quantization"]
+    pixels = _pixels(demo)
+    (quantized,), (reference,) = _run(detector_int8.path, pixels), _run(detector_onnx.path, pixels)
+    assert quantized.shape == reference.shape
+    # the decode tail stayed float: one int8 scale shared by pixel boxes and 0-1 scores would move scores by
+    # about imgsz / 255 ~ 0.5; kept float, they stay close to the fp32 model's
+    assert np.abs(quantized[:, 4:] - reference[:, 4:]).max() < 0.05
+    assert np.abs(quantized[:, :4] - reference[:, :4]).max() < 0.25 * IMGSZ
+
+
+def test_dynamic_int8_is_smaller_and_runs(detector_onnx, demo: Demo, tmp_path: Path) -> None:
+    result = quantize_int8_dynamic(detector_onnx.path, tmp_path / "model.int8-dynamic.onnx")
+    assert result.method == "int8_dynamic" and result.size_bytes < 0.5 * detector_onnx.size_bytes
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert "ConvInteger" in ops or "DynamicQuantizeLinear" in ops
+    (output,) = _run(result.path, _pixels(demo))
+    assert output.shape[0] == 2 and np.isfinite(output).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8-dynamic.onnx"]
+
+
+def test_fp16_model_runs_with_float32_io(detector_onnx, demo: Demo, tmp_path: Path) -> None:
+    result = convert_to_fp16(detector_onnx.path, tmp_path / "model.fp16.onnx")
+    assert result.size_bytes < 0.6 * detector_onnx.size_bytes
+    pixels = _pixels(demo)
+    (half,), (full,) = _run(result.path, pixels), _run(detector_onnx.path, pixels)
+    assert half.dtype == np.float32
+    assert np.abs(half[:, 4:] - full[:, 4:]).max() < 0.05
+
+
+def test_exclusions_cover_the_decode_tail(detector_onnx) -> None:
+    model = onnx.load(str(detector_onnx.path))
+    by_name = {node.name: node for node in model.graph.node}
+    decode = exclusion_nodes(model, "decode")
+    head = exclusion_nodes(model, "head")
+    assert exclusion_nodes(model, "none") == []
+    ops = {by_name[name].op_type for name in decode}
+    assert {"Softmax", "Sigmoid", "Concat"} <= ops  # DFL, class scores, the output concat
+    assert any("/dfl/" in name for name in decode)
+    assert set(decode) < set(head)
+    assert sorted(set(head) - set(decode)) == sorted(name for name in by_name
+                                                     if name.endswith(".2/Conv") and "/cv" in name)
+    assert not any("/model.0/" in name for name in head)
+
+
+def test_calibration_reader_feeds_inference_preprocessing(make_student, demo: Demo) -> None:
+    images = demo.image_paths()[:3]
+    reader = CalibrationReader(images, imgsz=IMGSZ)
+    batches = []
+    while (batch := reader.get_next()) is not None:
+        batches.append(batch["images"])
+    assert len(batches) == 3 and batches[0].shape == (1, 3, IMGSZ, IMGSZ) and batches[0].dtype == np.float32
+    student: Student = make_student("yolov8")
+    expected = student.preprocessor(IMGSZ)([str(path) for path in images]).pixel_values.numpy()
+    np.testing.assert_array_equal(np.concatenate(batches), expected)
+    reader.rewind()
+    np.testing.assert_array_equal(reader.get_next()["images"], batches[0])
+
+
+def test_calibration_choice_is_seeded_from_folder_or_coco(demo: Demo, tmp_path: Path) -> None:
+    from_folder = calibration_images(demo.images, 4, seed=1)
+    assert from_folder == calibration_images(demo.images, 4, seed=1)
+    assert len(set(from_folder)) == 4 and from_folder != calibration_images(demo.images, 4, seed=2)
+    from_coco = calibration_images(demo.annotations, 100, seed=0)
+    assert sorted(from_coco) == demo.image_paths()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no calibration images"):
+        calibration_images(tmp_path / "empty", 4)
+    with pytest.raises(DatasetError, match="not found"):
+        calibration_images(tmp_path / "nowhere", 4)
