@@ -1,0 +1,103 @@
+"""`mlcore optimize`, `infer`, `evaluate`, `benchmark` as a user runs them, on a small student and demo data."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mlcore.cli.app import app
+from mlcore.data.demo import make_demo_dataset
+from mlcore.data.mode_config import ModeConfig
+from mlcore.data.prepare import prepare_dataset
+from mlcore.students import get_student_model
+
+IMGSZ = 96
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("deploy")
+    source = make_demo_dataset(root / "shapes", mode="both", num_images=8, negatives=0, image_size=(128, 96), seed=4)
+    prepare_dataset(source, output_dir=root / "prepared", split="train:0.5,val:0.25,test:0.25", progress=False)
+    mode = ModeConfig.read(root / "prepared")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        student = get_student_model(mode, "n", class_names=mode.class_names)
+    student.save(root / "best.pt", imgsz=IMGSZ)
+    return {"root": root, "model": root / "best.pt", "images": source.parent / "images",
+            "train": root / "prepared" / "train.json", "val": root / "prepared" / "val.json",
+            "test": root / "prepared" / "test.json"}
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_optimize_writes_onnx_int8_and_the_gate_decision(setup) -> None:
+    out = setup["root"] / "export"
+    result = invoke("optimize", "--model", str(setup["model"]), "--output", str(out), "--quantize", "int8",
+                    "--calib-data", str(setup["train"]), "--val-data", str(setup["val"]))
+    report = json.loads((out / "export.json").read_text())
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+    assert (out / "model.int8.onnx").stat().st_size < (out / "model.onnx").stat().st_size
+    assert report["accuracy_gate"]["evaluated"] is True
+    assert "accuracy gate:" in result.output and "recommended:" in result.output
+
+
+def test_infer_writes_overlays_and_a_results_file(setup) -> None:
+    out = setup["root"] / "infer"
+    invoke("infer", "--model", str(setup["model"]), "--source", str(setup["images"]), "--output", str(out),
+           "--conf", "0.001")
+    assert len(list((out / "overlays").iterdir())) == 8
+    assert isinstance(json.loads((out / "predictions.json").read_text()), list)
+
+
+def test_evaluate_predictions_equals_pycocotools_on_the_same_files(setup) -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth = json.loads(setup["test"].read_text())
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9 - i / 100}
+               for i, a in enumerate(truth["annotations"][::2])]  # half the objects found: mAP strictly inside (0, 1)
+    path = setup["root"] / "results.json"
+    path.write_text(json.dumps(results))
+    output = invoke("evaluate", "--data", str(setup["test"]), "--predictions", str(path)).output
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(setup["test"]))
+        evaluation = COCOeval(coco, coco.loadRes(str(path)), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    printed = dict(line.split() for line in output.splitlines() if line.startswith("map"))
+    assert float(printed["map50_95"]) == pytest.approx(evaluation.stats[0], abs=1e-4)
+    assert 0 < evaluation.stats[0] < 1
+
+
+def test_benchmark_writes_the_comparison_report(setup) -> None:
+    out = setup["root"] / "bench"
+    invoke("benchmark", "--models", str(setup["model"]), "--data", str(setup["test"]), "--output", str(out),
+           "--runs", "2", "--batch-size", "1")
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "report.md").is_file() and (out / "report.png").is_file()
+    assert report["rows"][0]["name"] == "best.pt"
+
+
+def test_evaluate_without_a_target_is_one_clear_error(setup) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    completed = subprocess.run([sys.executable, "-m", "mlcore.cli.app", "evaluate", "--data", str(setup["test"])],
+                               capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 2
+    assert "exactly one of --model, --teachers, --predictions" in completed.stderr
+    assert "Traceback" not in completed.stderr
