@@ -12,7 +12,6 @@ them through the mode-aware `DistillationLoss`. After every epoch the student is
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from mlcore.augmentation import pipeline_from_config
 from mlcore.augmentation.pipeline import AugmentationPipeline
@@ -36,17 +34,17 @@ from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.evaluation.student_eval import evaluate_student
 from mlcore.io import write_json_atomic
-from mlcore.logs import get_logger, tensorboard_writer
+from mlcore.logs import get_logger
 from mlcore.preprocess import load_rgb
 from mlcore.students import Student, get_student_model, parse_student_name
 from mlcore.teachers.grounded_sam import TEACHER_FOLDERS, GroundedSAM
-from mlcore.training.checkpoint import CheckpointManager
+from mlcore.training.checkpoint import CheckpointManager, EpochDecision
 from mlcore.training.data_order import epoch_loader
 from mlcore.training.kd_types import ImageTargets
 from mlcore.training.losses import DistillationLoss
+from mlcore.training.loop import run_epochs
 from mlcore.training.manager import TrainingManager
 from mlcore.training.reproducibility import seed_everything
-from mlcore.training.scalars import TrainingScalars
 from mlcore.training.student_batches import StudentBatchBuilder, without_spatial_transforms
 from mlcore.training.teacher_cache import LabelRequest, TeacherOutput, TeacherTargetCache
 from mlcore.training.teacher_targets import combine_targets, find_unlabeled_images, ground_truth_targets
@@ -59,6 +57,7 @@ KD_CONFIG_OF_MODE: dict[str, type[KdConfig]] = {
     "detection_and_segmentation": KdBothConfig}
 DEFAULT_ADAMW_LR = 1e-3  # ultralytics' optimizer "auto" picks AdamW around this for small datasets
 STUDENT_JSON = "student.json"
+BATCHES = "_batches"  # counter key among the per-epoch loss component sums
 METRICS_JSON = "metrics.json"
 StepCallback = Callable[[int], None]  # optimizer steps so far, after every micro-batch
 
@@ -185,6 +184,7 @@ class DistillationTrainer:
             breakdown = criterion(student.model(batch.images), batch)
             component_totals.update({name: component_totals.get(name, 0.0) + float(value.detach())
                                      for name, value in breakdown.components.items()})
+            component_totals[BATCHES] = component_totals.get(BATCHES, 0.0) + 1
             return breakdown.total
 
         component_totals: dict[str, float] = {}
@@ -288,46 +288,25 @@ class DistillationTrainer:
             "save_dir": self.output_dir / "checkpoints", "best_metric": best_metric, "best_mode": "max",
             "resume": self.resume, "early_stopping": early}), trained)
         state = ckpt.resume(manager)
-        with tensorboard_writer(self.output_dir / "tensorboard") as writer:
-            scalars = TrainingScalars(writer)
-            for epoch in range(state.epoch, epochs):
-                if ckpt.tracker.stopped:
-                    break
-                epoch_started = time.perf_counter()
-                manager.train()
-                start = state.start_batch(epoch)
-                loader.sampler.set_epoch(epoch, skip=min(start * batch_size, len(items)))
-                losses: list[float] = []
-                component_totals.clear()
-                bar = tqdm(loader, desc=f"student epoch {epoch + 1}/{epochs}", unit="batch",
-                           disable=not self.progress, initial=start, total=start + len(loader))
-                for batch_index, batch in enumerate(bar, start=start):
-                    step = manager.training_step(lambda: batch_loss(batch, epoch))
-                    scalars.step(step, manager.global_step)
-                    if math.isfinite(step.loss):
-                        losses.append(step.loss)
-                        bar.set_postfix(loss=f"{step.loss:.4g}")
-                    ckpt.maybe_save_step(epoch, batch_index, manager)
-                    if self.on_step is not None:
-                        self.on_step(manager.global_step)
-                manager.flush()
-                train_seconds = time.perf_counter() - epoch_started
-                manager.eval()
-                metrics = evaluate_student(student, self.val_set, self.val_file, self.mode.category_ids,
-                                           imgsz=self.training.imgsz)
-                batches = max(1, len(losses))
-                record = {"train_loss": sum(losses) / batches if losses else float("nan"), **metrics,
-                          **{f"loss_{name}": total / batches for name, total in component_totals.items()},
-                          "train_seconds": train_seconds, "epoch_seconds": time.perf_counter() - epoch_started}
-                decision = ckpt.end_epoch(epoch, record, manager, final=epoch == epochs - 1)
-                scalars.epoch(epoch, metrics, manager.global_step, decision)
-                self._save_student(student, "last.pt", epoch, record)
-                if decision.improved or not (self.output_dir / "best.pt").is_file():
-                    self._save_student(student, "best.pt", epoch, record)
-                log.info("student epoch %d: loss %.4g, %s", epoch, record["train_loss"],
-                         ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
-                if decision.stop:
-                    break
+
+        def epoch_extras() -> dict[str, float]:
+            """Each loss component's mean over the epoch's batches (then reset for the next epoch)."""
+            batches = max(1, component_totals.pop(BATCHES, 0.0))
+            means = {f"loss_{name}": total / batches for name, total in component_totals.items()}
+            component_totals.clear()
+            return means
+
+        def on_epoch_end(epoch: int, record: dict[str, float], decision: EpochDecision) -> None:
+            self._save_student(student, "last.pt", epoch, record)
+            if decision.improved or not (self.output_dir / "best.pt").is_file():
+                self._save_student(student, "best.pt", epoch, record)
+
+        run_epochs(name="student", manager=manager, ckpt=ckpt, state=state, loader=loader, epochs=epochs,
+                   batch_loss=batch_loss,
+                   evaluate=lambda: evaluate_student(student, self.val_set, self.val_file, self.mode.category_ids,
+                                                     imgsz=self.training.imgsz),
+                   tensorboard_dir=self.output_dir / "tensorboard", progress=self.progress, on_step=self.on_step,
+                   epoch_extras=epoch_extras, on_epoch_end=on_epoch_end)
         tracker = ckpt.tracker
         return DistillationResult(self.output_dir, self.mode.annotation_mode, self.student_name, tracker.metric,
                                   tracker.best, tracker.best_epoch, list(tracker.history), 0, 0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.io import write_json_atomic
-from mlcore.logs import get_logger, tensorboard_writer
+from mlcore.logs import get_logger
 from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
 from mlcore.teachers import (apply_lora_to_grounding_dino, apply_lora_to_sam, build_prompt_chunks, load_grounding_dino,
                              load_sam, save_adapter, verify_lora_freezing)
@@ -52,10 +51,10 @@ from mlcore.training.checkpoint import CheckpointManager
 from mlcore.training.data_order import epoch_loader
 from mlcore.training.dino_cache import (DinoFeatureCache, dataset_canvas, keep_frozen_stages_in_eval,
                                         trainable_outside_decoder)
+from mlcore.training.loop import run_epochs
 from mlcore.training.manager import TrainingManager
 from mlcore.training.reproducibility import seed_everything
 from mlcore.training.sam_cache import SamEmbeddingCache
-from mlcore.training.scalars import TrainingScalars
 from mlcore.training.teacher_eval import dino_detections, evaluate_grounding_dino, evaluate_sam
 from mlcore.training.teacher_forgetting import (class_counts, control_prompt_names, control_prompt_report,
                                                 per_class_scores, untrained_class_report)
@@ -297,50 +296,18 @@ class TeacherTrainer:
             "best_mode": "max", "resume": self.resume}), model)
         baseline, baseline_per_class = self._baseline(family, evaluate)  # before resume() loads trained weights
         state = ckpt.resume(manager)
-        train_seconds = eval_seconds = 0.0
-        with tensorboard_writer(self.output_dir / "tensorboard" / family) as writer:
-            scalars = TrainingScalars(writer)
-            for epoch in range(state.epoch, epochs):
-                if ckpt.tracker.stopped:
-                    break
-                epoch_started = time.perf_counter()
-                manager.train()
-                start = state.start_batch(epoch)
-                # A step checkpoint after an epoch's last batch resumes at its end: nothing left to skip past.
-                loader.sampler.set_epoch(epoch, skip=min(start * batch_size, len(items)))
-                losses = []
-                bar = tqdm(loader, desc=f"{family} epoch {epoch + 1}/{epochs}", unit="batch",
-                           disable=not self.progress, initial=start, total=start + len(loader))
-                for batch_index, batch in enumerate(bar, start=start):
-                    result = manager.training_step(lambda: batch_loss(batch))
-                    scalars.step(result, manager.global_step)
-                    if math.isfinite(result.loss):
-                        losses.append(result.loss)
-                        bar.set_postfix(loss=f"{result.loss:.4g}")
-                    ckpt.maybe_save_step(epoch, batch_index, manager)
-                    if self.on_step is not None:
-                        self.on_step(family, manager.global_step)
-                manager.flush()
-                train_seconds += time.perf_counter() - epoch_started
-                eval_started = time.perf_counter()
-                metrics, _ = evaluate()
-                eval_seconds += time.perf_counter() - eval_started
-                train_loss = sum(losses) / len(losses) if losses else float("nan")
-                decision = ckpt.end_epoch(epoch, {"train_loss": train_loss, **metrics,
-                                                  "epoch_seconds": time.perf_counter() - epoch_started},
-                                          manager, final=epoch == epochs - 1)
-                scalars.epoch(epoch, metrics, manager.global_step, decision)
-                log.info("%s epoch %d: loss %.4g, %s", family, epoch, train_loss,
-                         ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
-                if decision.stop:
-                    break
+        loop_timings = run_epochs(
+            name=family, manager=manager, ckpt=ckpt, state=state, loader=loader, epochs=epochs,
+            batch_loss=lambda batch, _epoch: batch_loss(batch), evaluate=lambda: evaluate()[0],
+            tensorboard_dir=self.output_dir / "tensorboard" / family, progress=self.progress,
+            on_step=None if self.on_step is None else lambda step: self.on_step(family, step))
 
         adapter_dir = self._save_best_adapter(teacher, ckpt, report, adapter_extras)
         tracker = ckpt.tracker
         return TeacherRun(
             family=family, preset=teacher.preset.name, adapter_dir=adapter_dir, best_metric=tracker.metric,
             best=tracker.best, best_epoch=tracker.best_epoch, epochs=list(tracker.history), lora=report.to_dict(),
-            timings={**timings, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            timings={**timings, "train_seconds": loop_timings.train_seconds, "eval_seconds": loop_timings.eval_seconds,
                      "total_seconds": time.perf_counter() - started},
             resumed_from=str(state.checkpoint) if state.checkpoint else None, train_images=len(items),
             val_images=val_images, baseline=baseline, baseline_per_class=baseline_per_class)
