@@ -262,3 +262,11 @@ def test_cli_bad_imgsz_is_one_clear_error(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "--imgsz" in completed.stderr and "multiple of 32" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_prefect_task_turns_user_errors_into_a_failed_state(tmp_path: Path) -> None:
+    from tasks.train_student import train_student_task
+
+    source = make_demo_dataset(tmp_path / "demo", mode="boxes", num_images=3, image_size=(160, 128))
+    state = train_student_task.fn(str(source), str(source), str(tmp_path), str(tmp_path / "run"), device="cpu")
+    assert state.is_failed() and "--auto-detect" in state.message
