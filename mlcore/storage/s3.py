@@ -1,0 +1,320 @@
+"""A store in an S3 bucket (AWS or any S3-compatible endpoint) through boto3.
+
+Endpoint, region and credentials come from the arguments, else from the environment and the standard AWS chain
+(``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``..., ``AWS_PROFILE``, instance
+roles), or arrive inside a ready client (e.g. from a Prefect AWS credentials block). None of them is logged, put in
+an error message or written next to the artifacts; only ``s3://bucket/prefix/key`` is.
+
+Why no temporary key: S3 makes an object visible only when its PutObject or CompleteMultipartUpload succeeds, and
+then whole, replacing any previous version in one step. A failed or killed upload leaves at most invisible multipart
+parts (s3transfer aborts them on failure; a lifecycle rule ``AbortIncompleteMultipartUpload`` reaps what a killed
+process leaves). The service also checks the bytes before accepting them: a single-part upload carries the file's
+sha256 (``ChecksumSHA256``), each part of a multipart upload its own. A temp key plus copy would double the traffic
+(and need a multipart copy above 5 GB) without adding a guarantee. After each upload the object's size and the
+sha256 recorded in its metadata are read back; a mismatch deletes it and uploads again. A run counts as stored only
+once its ``manifest.json``, written last, exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from s3transfer.manager import TransferManager
+
+from mlcore.io import atomic_open, sha256_file
+from mlcore.logs import get_logger
+from mlcore.storage.base import ArtifactStore, StorageError, StoredFile, normalize_key
+from mlcore.storage.s3_errors import (
+    MISSING_KEY_CODES,
+    VerificationMismatch,
+    describe,
+    error_code,
+    exhausted_error,
+    is_s3_failure,
+    is_transient,
+    permanent_error,
+)
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+SHA256_METADATA = "sha256"  # stored as the object's x-amz-meta-sha256: the whole file's hex digest
+
+DEFAULT_TRANSFER_CONFIG = TransferConfig(
+    multipart_threshold=32 * MiB,  # files at or above this go up in parts
+    multipart_chunksize=16 * MiB,  # S3's minimum part size is 5 MiB
+    max_concurrency=8,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try before giving up. Only transient failures are retried (see ``s3_errors``)."""
+
+    attempts: int = 3
+    """Tries of a whole operation (an upload with all its parts, a download, a listing)."""
+    base_delay_s: float = 1.0
+    """Wait before the second try; doubles each time, with jitter."""
+    max_delay_s: float = 30.0
+    """Longest wait between two tries."""
+    botocore_attempts: int = 5
+    """Tries of each single HTTP request inside one whole try (botocore's "standard" retry mode)."""
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def make_s3_client(
+    *, endpoint_url: str | None = None, region: str | None = None, retry: RetryPolicy | None = None
+) -> Any:
+    """A boto3 S3 client; unset arguments fall back to the environment and the AWS credential chain."""
+    retry = retry or RetryPolicy()
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": retry.botocore_attempts},
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url or None,  # None: botocore reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself
+        region_name=region or os.environ.get("AWS_REGION") or None,
+        config=config,
+    )
+
+
+def _b64_sha256(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+class S3Store(ArtifactStore):
+    """Artifacts as objects under ``s3://bucket/prefix/``; keys map to ``prefix/key``."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        transfer_config: TransferConfig | None = None,
+        retry: RetryPolicy | None = None,
+        checksums: bool = True,
+    ) -> None:
+        """`client` wins over `endpoint_url` / `region`.
+
+        `checksums=False` is for S3-compatible services that reject checksum headers (set
+        ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required`` there too); uploads are then checked by read-back only.
+        """
+        if not bucket or "/" in bucket:
+            raise StorageError(f"invalid bucket name {bucket!r}", fix="use s3://<bucket>/<prefix>")
+        self.bucket = bucket
+        self.prefix = normalize_key(prefix, allow_empty=True)
+        self.retry = retry or RetryPolicy()
+        self.transfer_config = transfer_config or DEFAULT_TRANSFER_CONFIG
+        self.checksums = checksums
+        if client is None:
+            client = make_s3_client(endpoint_url=endpoint_url, region=region, retry=self.retry)
+        self.client = client
+        self._bucket_seen = False
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def _object_key(self, key: str) -> str:
+        key = normalize_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    # -- the retry loop every operation goes through -------------------------------------------------------------
+
+    def _attempt(self, action: str, key: str, operation: Callable[[], T], *, bare_404_means_bucket: bool = False) -> T:
+        where = self.url_for(key)
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return operation()
+            except Exception as exc:
+                if not is_s3_failure(exc):
+                    raise
+                if not is_transient(exc):
+                    raise permanent_error(
+                        exc, action=action, where=where, bucket=self.bucket, bare_404_means_bucket=bare_404_means_bucket
+                    ) from None
+                if attempt == self.retry.attempts:
+                    raise exhausted_error(exc, action=action, where=where, attempts=attempt) from None
+                delay = self.retry.delay(attempt)
+                log.warning(
+                    "%s of %s failed (%s); trying again in %.1f s (%d of %d)",
+                    action,
+                    where,
+                    describe(exc),
+                    delay,
+                    attempt + 1,
+                    self.retry.attempts,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def check(self) -> None:
+        """Fail now, with one clear error, if the bucket is missing or the credentials cannot reach it."""
+        self._attempt(
+            "check bucket", "", lambda: self.client.head_bucket(Bucket=self.bucket), bare_404_means_bucket=True
+        )
+        self._bucket_seen = True
+
+    def _head(self, key: str, action: str) -> dict[str, Any] | None:
+        """The object's headers, or None when there is no such key (after making sure the bucket itself exists)."""
+
+        def head() -> dict[str, Any] | None:
+            try:
+                return self.client.head_object(Bucket=self.bucket, Key=self._object_key(key), ChecksumMode="ENABLED")
+            except ClientError as exc:
+                if error_code(exc) in MISSING_KEY_CODES:
+                    return None
+                raise
+
+        found = self._attempt(action, key, head)
+        if found is None and not self._bucket_seen:
+            self.check()  # a missing bucket also answers HEAD with a bare 404: tell the two apart
+        return found
+
+    def _missing(self, key: str) -> StorageError:
+        return StorageError(
+            "no artifact stored under this key", where=self.url_for(key), fix="check the run id and key"
+        )
+
+    # -- operations ---------------------------------------------------------------------------------------------
+
+    def put_file(self, local_path: str | os.PathLike[str], key: str) -> StoredFile:
+        source = Path(local_path)
+        if not source.is_file():
+            raise StorageError("no such file to store", where=str(source), fix="check the path of the output")
+        key = normalize_key(key)
+        object_key = self._object_key(key)
+        sha, size = sha256_file(source), source.stat().st_size
+        extra: dict[str, Any] = {"Metadata": {SHA256_METADATA: sha}}
+        if self.checksums:
+            if size < self.transfer_config.multipart_threshold:
+                extra["ChecksumSHA256"] = _b64_sha256(sha)  # S3 rejects the PUT unless the bytes hash to this
+            else:
+                extra["ChecksumAlgorithm"] = "SHA256"  # each part is checked; SHA256 has no full-object MPU form
+
+        def upload_and_check() -> None:
+            with TransferManager(self.client, self.transfer_config) as manager:
+                manager.upload(str(source), self.bucket, object_key, extra_args=extra).result()
+            head = self.client.head_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
+            problem = _upload_mismatch(head, sha, size)
+            if problem:
+                self.client.delete_object(Bucket=self.bucket, Key=object_key)
+                raise VerificationMismatch(problem)
+
+        self._attempt("upload", key, upload_and_check)
+        self._bucket_seen = True
+        log.debug("stored %s (%d bytes)", self.url_for(key), size)
+        return StoredFile(key, sha, size)
+
+    def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
+        key = normalize_key(key)
+        head = self._head(key, "download")
+        if head is None:
+            raise self._missing(key)
+        expected_size, expected_sha = int(head["ContentLength"]), head.get("Metadata", {}).get(SHA256_METADATA)
+        target = Path(local_path)
+
+        def download() -> None:
+            with atomic_open(target, "w+b") as out:
+                with TransferManager(self.client, self.transfer_config) as manager:
+                    manager.download(self.bucket, self._object_key(key), out).result()
+                out.flush()
+                out.seek(0)
+                sha, size = _hash_stream(iter(lambda: out.read(4 * MiB), b""))
+                if size != expected_size or (expected_sha and sha != expected_sha):
+                    # Not retried: bytes that differ from what was recorded at upload were changed after it.
+                    raise StorageError(
+                        f"the stored object does not match what was uploaded ({size} bytes, sha256 {sha[:12]}…; "
+                        f"recorded {expected_size} bytes, sha256 {(expected_sha or '?')[:12]}…)",
+                        where=self.url_for(key),
+                        fix="the object was changed or damaged after upload: store the run again",
+                    )
+
+        self._attempt("download", key, download)
+        return target
+
+    def exists(self, key: str) -> bool:
+        return self._head(normalize_key(key), "look up") is not None
+
+    def stat(self, key: str) -> StoredFile:
+        key = normalize_key(key)
+        head = self._head(key, "look up")
+        if head is None:
+            raise self._missing(key)
+        recorded = head.get("Metadata", {}).get(SHA256_METADATA)
+        if not recorded:  # uploaded by something else: hash the bytes
+            return self.compute_sha256(key)
+        return StoredFile(key, recorded, int(head["ContentLength"]))
+
+    def compute_sha256(self, key: str) -> StoredFile:
+        key = normalize_key(key)
+
+        def read() -> tuple[str, int]:
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))["Body"]
+            except ClientError as exc:
+                if error_code(exc) in ("NoSuchKey", "404"):
+                    raise self._missing(key) from None
+                raise
+            with body:
+                return _hash_stream(body.iter_chunks(4 * MiB))
+
+        sha, size = self._attempt("read", key, read)
+        return StoredFile(key, sha, size)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        prefix = normalize_key(prefix, allow_empty=True)
+        folder = "/".join(part for part in (self.prefix, prefix) if part)
+        list_prefix = f"{folder}/" if folder else ""
+        strip = len(f"{self.prefix}/") if self.prefix else 0
+
+        def listing() -> list[str]:
+            found = []
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=list_prefix):
+                found.extend(item["Key"][strip:] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+            return sorted(found)
+
+        return self._attempt("list", prefix, listing)
+
+
+def _hash_stream(chunks: Any) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _upload_mismatch(head: dict[str, Any], sha: str, size: int) -> str | None:
+    """Why the object just uploaded is not the local file, or None when it is."""
+    stored_size = int(head.get("ContentLength", -1))
+    if stored_size != size:
+        return f"the stored object has {stored_size} bytes, the local file {size}"
+    if head.get("Metadata", {}).get(SHA256_METADATA) != sha:
+        return "the stored object's recorded sha256 differs from the local file's"
+    checksum = head.get("ChecksumSHA256")
+    multipart = "-" in str(head.get("ETag", ""))
+    # A multipart object's checksum is a checksum of part checksums; only a single-part one is the file's sha256.
+    if checksum and not multipart and "-" not in checksum and checksum != _b64_sha256(sha):
+        return "the stored object's SHA256 checksum differs from the local file's"
+    return None
