@@ -158,6 +158,7 @@ class DistillationTrainer:
         labelling_started = time.perf_counter()
         cache.fill([self._cache_request(item) for item in items])
         labelling_seconds = time.perf_counter() - labelling_started
+        _release_accelerator(teachers)  # every label is on disk now: the student gets the GPU memory
 
         kind, size = parse_student_name(self.student_name)
         student = get_student_model(self.mode.annotation_mode, size, num_classes=len(self.class_names),
@@ -350,4 +351,15 @@ class DistillationTrainer:
             "total_seconds": total_seconds, "device": str(self.device), "torch": torch.__version__,
         })
         return summary
+
+
+def _release_accelerator(teachers: GroundedSAM) -> None:
+    """Move the teachers off the GPU once they labelled everything (a label lost later is recomputed on the CPU)."""
+    if not torch.cuda.is_available() or all(t.device.type != "cuda" for t in teachers.teachers.values()):
+        return
+    for teacher in teachers.teachers.values():
+        teacher.model.to("cpu")
+    torch.cuda.empty_cache()
+    log.info("teachers moved to the CPU after labelling; %.1f GiB of GPU memory in use",
+             torch.cuda.memory_allocated() / 2**30)
 
