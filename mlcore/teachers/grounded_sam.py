@@ -33,6 +33,7 @@ TEACHER_FOLDERS = {"grounding_dino": "grounding_dino_lora", "sam": "sam_lora"}  
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 DEFAULT_NMS_IOU = 0.7
+DEFAULT_MAX_DETECTIONS = 100  # per image, COCO's usual; bounds SAM's work on an image the detector floods
 
 TeacherSource = str | os.PathLike[str] | Teacher
 
@@ -43,7 +44,7 @@ class GroundedSAM:
     def __init__(self, class_names: Sequence[str], *, grounding_dino: Teacher | None = None, sam: Teacher | None = None,
                  class_prompts: Mapping[str, Sequence[str]] | None = None,
                  box_threshold: float = DEFAULT_BOX_THRESHOLD, text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-                 nms_iou: float | None = DEFAULT_NMS_IOU,
+                 nms_iou: float | None = DEFAULT_NMS_IOU, max_detections: int | None = DEFAULT_MAX_DETECTIONS,
                  preprocessors: Mapping[str, SingleModelPreprocessor] | None = None) -> None:
         if grounding_dino is None and sam is None:
             raise ModelError("GroundedSAM needs at least one teacher", fix="load Grounding DINO, SAM or both")
@@ -51,6 +52,7 @@ class GroundedSAM:
         self.grounding_dino, self.sam = grounding_dino, sam
         self.class_prompts = {name: list(phrases) for name, phrases in (class_prompts or {}).items()}
         self.box_threshold, self.text_threshold, self.nms_iou = box_threshold, text_threshold, nms_iou
+        self.max_detections = max_detections
         self.preprocessors = {family: (preprocessors or {}).get(family) or teacher.preprocessor()
                               for family, teacher in self.teachers.items()}
         if sam is not None:
@@ -66,6 +68,7 @@ class GroundedSAM:
                         device: str | torch.device | None = None,
                         class_prompts: Mapping[str, Sequence[str]] | None = None, box_threshold: float | None = None,
                         text_threshold: float | None = None, nms_iou: float | None = DEFAULT_NMS_IOU,
+                        max_detections: int | None = DEFAULT_MAX_DETECTIONS,
                         preprocessors: Mapping[str, SingleModelPreprocessor] | None = None) -> GroundedSAM:
         """Load base models plus adapters for the teachers the mode needs, and nothing else.
 
@@ -94,7 +97,7 @@ class GroundedSAM:
         return cls(mode.class_names, grounding_dino=dino, sam=loaded.get("sam"), class_prompts=class_prompts,
                    box_threshold=_pick(box_threshold, trained, "box_threshold", DEFAULT_BOX_THRESHOLD),
                    text_threshold=_pick(text_threshold, trained, "text_threshold", DEFAULT_TEXT_THRESHOLD),
-                   nms_iou=nms_iou, preprocessors=preprocessors)
+                   nms_iou=nms_iou, max_detections=max_detections, preprocessors=preprocessors)
 
     @property
     def teachers(self) -> dict[str, Teacher]:
@@ -157,7 +160,7 @@ class GroundedSAM:
         for index, (rgb, meta) in enumerate(zip(rgbs, batch.meta)):
             found = select_detections(queries.boxes[index].cpu(), queries.class_scores[index].cpu(), meta,
                                       box_threshold=self.box_threshold, text_threshold=self.text_threshold,
-                                      nms_iou=self.nms_iou)
+                                      nms_iou=self.nms_iou, max_detections=self.max_detections)
             prediction = TeacherPrediction(boxes=found.boxes, scores=found.scores, class_ids=found.class_ids,
                                            image_size=rgb.shape[:2])
             if extract_features:

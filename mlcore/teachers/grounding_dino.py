@@ -127,12 +127,13 @@ class Detections:
 
 
 def select_detections(boxes: torch.Tensor, scores: torch.Tensor, meta: PreprocessMeta, *, box_threshold: float,
-                      text_threshold: float, nms_iou: float | None) -> Detections:
+                      text_threshold: float, nms_iou: float | None, max_detections: int | None = None) -> Detections:
     """One image's queries -> detections: best class per query, thresholds, original frame, per-class NMS.
 
     A query is kept when its best class scores at least box_threshold and text_threshold (a class's score is its
     best phrase's, so text_threshold only matters above box_threshold). Boxes that end up empty after clipping to
-    the image (predicted into the padding) are dropped. nms_iou None: no NMS.
+    the image (predicted into the padding) are dropped. nms_iou None: no NMS. max_detections: keep the best this
+    many (None: all).
     """
     best, labels = scores.float().max(-1)
     keep = best >= max(box_threshold, text_threshold)
@@ -142,7 +143,7 @@ def select_detections(boxes: torch.Tensor, scores: torch.Tensor, meta: Preproces
     index = keep.nonzero().flatten()
     if nms_iou is not None and index.numel():
         index = index[batched_nms(xyxy[index], best[index], labels[index], nms_iou)]
-    index = index[best[index].argsort(descending=True, stable=True)]
+    index = index[best[index].argsort(descending=True, stable=True)][:max_detections]
     return Detections(boxes=xyxy[index], scores=best[index].float(), class_ids=labels[index].long(),
                       query_index=index)
 

@@ -125,7 +125,7 @@ class TeacherTargetCache:
                 "class_names": grounded.class_names,
                 "class_prompts": {name: grounded.class_prompts[name] for name in sorted(grounded.class_prompts)},
                 "box_threshold": grounded.box_threshold, "text_threshold": grounded.text_threshold,
-                "nms_iou": grounded.nms_iou}
+                "nms_iou": grounded.nms_iou, "max_detections": grounded.max_detections}
 
     def key(self, request: LabelRequest | str | os.PathLike[str], settings: dict[str, Any] | None = None) -> str:
         request = _as_request(request)

@@ -96,3 +96,6 @@ def test_detections_are_thresholded_mapped_to_the_original_frame_and_deduplicate
     assert without_nms.query_index.tolist() == [0, 1, 2]
     strict_text = select_detections(boxes, scores, meta, box_threshold=0.35, text_threshold=0.85, nms_iou=None)
     assert strict_text.query_index.tolist() == [0]
+    best_two = select_detections(boxes, scores, meta, box_threshold=0.35, text_threshold=0.25, nms_iou=None,
+                                 max_detections=2)
+    assert best_two.query_index.tolist() == [0, 1]  # the two highest scores (0.9, 0.8), in score order
