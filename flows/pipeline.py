@@ -1,57 +1,218 @@
 """`training-pipeline`: the product's main job, one stage per task.
 
-Today it runs: demo data (when no dataset is given) -> validate and split. Teacher fine-tuning, distillation,
-export, evaluation and benchmarking join as their stages land; until then the run says where it stopped.
+demo data (when no dataset is given) -> validate -> split -> train the teachers the mode needs -> distill ->
+export (+ quantize behind the accuracy gate) -> evaluate teachers vs student vs exports on the test split ->
+benchmark -> report (report.md, report.html, Prefect artifacts).
+
+Every stage but the first two is cached on its inputs' content, its settings and the code version (tasks/policy.py),
+with results kept in the run folder: run the flow again with the same OUTPUT after a failure and the finished stages
+are reused; training that was interrupted resumes from its checkpoints.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Failed, State
-from pydantic import BaseModel
+from pydantic import Field
 
 from mlcore.data.prepare import DatasetReport
+from mlcore.reporting import PipelineRun, StageRecord
+from tasks.benchmark import benchmark_models_task
 from tasks.demo import make_demo_data_task
+from tasks.evaluate import evaluate_model_task, evaluate_teachers_task
+from tasks.export import export_model_task
+from tasks.policy import code_version, results_storage
+from tasks.report import report_task
+from tasks.train_student import train_student_task
+from tasks.train_teacher import train_teacher_task
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
-STAGES_AVAILABLE = ("validate", "split")
+Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
+STAGE_COUNT = 8  # validate + split, teachers, student, export, evaluate, benchmark, report, (done)
+
+# What `mlcore demo` runs: the generated shapes dataset, tiny teachers, a small student, on the CPU, in minutes.
+DEMO_PARAMETERS: dict[str, Any] = {
+    "teacher_preset": "tiny", "teacher_epochs": 1, "student_epochs": 6, "imgsz": 192, "device": "cpu",
+    "demo_images": 24, "benchmark_runs": 3, "quantize": "int8", "output": "data/demo",
+}
 
 
-class PipelineResult(BaseModel):
-    workdir: str
-    dataset: DatasetReport
-    stages_run: list[str]
+@dataclass
+class PipelineResult:
+    """Where a finished run put things, and how each stage went."""
+
+    run_dir: Path
+    report: dict[str, Path]
+    recommended_model: Path | None
+    stages: list[StageRecord] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
-        report = self.dataset
-        splits = ", ".join(f"{k} {v}" for k, v in report.splits.items()) or "none"
-        return (f"dataset {report.dataset}: {report.annotation_mode}, {report.num_classes} classes, "
-                f"{report.counts.get('warning', 0)} warning(s); splits: {splits}\n"
-                f"outputs in {report.output_dir}\nstages run: {', '.join(self.stages_run)}")
+        stages = ", ".join(f"{s.name} ({s.status}, {s.seconds:.0f} s)" for s in self.stages)
+        return f"stages: {stages}\nrecommended model: {self.recommended_model}"
+
+
+class StageFailed(Exception):
+    """A stage ended Failed; the flow turns this into its own Failed state with the stage's message."""
+
+
+@dataclass
+class _Stages:
+    """Runs stage tasks in order, recording ran / cached / failed and time, and moving the progress artifact."""
+
+    progress_id: Any = None
+    records: list[StageRecord] = field(default_factory=list)
+
+    def run(self, label: str, task: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        state = task(*args, return_state=True, **kwargs)
+        status = "failed" if state.is_failed() else ("cached" if state.name == "Cached" else "ran")
+        self.records.append(StageRecord(label, status, time.perf_counter() - started))
+        if state.is_failed():
+            raise StageFailed(f"stage {label} failed: {state.message}")
+        return state.result()
+
+    def done(self, completed: int) -> None:
+        if self.progress_id is not None:
+            update_progress_artifact(self.progress_id, min(100.0, 100.0 * completed / STAGE_COUNT))
 
 
 @flow(name="training-pipeline", log_prints=True)
 def training_pipeline(
     data: str | None = None,
+    val: str | None = None,
+    test: str | None = None,
     images: str | None = None,
-    workdir: str = "data/demo",
+    mode: Mode = "auto",
+    teacher_preset: str | None = None,
+    student: str | None = None,
+    teacher_epochs: Annotated[int | None, Field(ge=1)] = None,
+    student_epochs: Annotated[int | None, Field(ge=1)] = None,
+    imgsz: Annotated[int | None, Field(ge=32, multiple_of=32)] = None,
+    export_formats: list[Literal["onnx", "engine"]] = ["onnx"],  # noqa: B006 (a parameter default, never mutated)
+    quantize: Literal["int8", "int8-dynamic", "none"] = "int8",
+    output: str = "data/runs/latest",
+    device: str | None = None,
     split: str = "train:0.7,val:0.15,test:0.15",
     seed: int = 42,
+    demo_images: Annotated[int, Field(ge=6)] = 24,
+    benchmark_runs: Annotated[int, Field(ge=1)] = 5,
 ) -> PipelineResult | State:
-    """Run every available stage on DATA (a COCO JSON); without DATA, on a generated demo dataset in WORKDIR."""
-    stages = []
-    if data is None:
-        data = make_demo_data_task(str(Path(workdir) / "dataset"), seed=seed)
-        stages.append("demo-data")
-    state = validate_dataset_task(data, images=images, output=str(Path(workdir) / "prepared"), split=split,
-                                  seed=seed, return_state=True)
-    if state.is_failed():  # a new state: returning the task's own would read "1/1 states failed"
-        return Failed(message=state.message)
-    report = state.result()
-    stages += list(STAGES_AVAILABLE)
+    """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
+
+    Args:
+        data: COCO annotation JSON; empty: generate the demo shapes dataset into OUTPUT/dataset.
+        val: validation COCO JSON; empty: split DATA by SPLIT.
+        test: test COCO JSON for the final comparison; empty: the split's test part (or VAL).
+        images: image folder of DATA (default: found beside the JSON).
+        mode: annotation mode; auto detects it from the data.
+        teacher_preset: tiny (CPU smoke runs) or a full-size preset name; empty: the teacher configs' presets.
+        student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
+        teacher_epochs: epochs for each teacher; empty: the teacher configs' value.
+        student_epochs: distillation epochs; empty: the student config's value.
+        imgsz: student input size, a multiple of 32; empty: the student config's value.
+        export_formats: onnx (always written) and/or engine (TensorRT, on a GPU with TensorRT installed).
+        quantize: int8 (static, calibrated on the training images), int8-dynamic or none; kept only if the
+            accuracy gate passes.
+        output: run folder; a rerun with the same folder reuses the stages that finished.
+        device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
+        split: split ratios used when no VAL is given.
+        seed: seed for the demo data and the split.
+        demo_images: images in the generated demo dataset (only without DATA).
+        benchmark_runs: timed runs per model in the benchmark.
+    """
+    settings = {key: value for key, value in locals().items()}
+    run_dir = Path(output).resolve()
+    stages = _Stages(create_progress_artifact(0.0, key="training-pipeline-progress",
+                                              description=f"Stages finished, run folder {run_dir}"))
+    try:
+        if data is None:
+            data = stages.run("demo-data", make_demo_data_task, str(run_dir / "dataset"), num_images=demo_images,
+                              seed=seed)
+        report = _validated(stages, data, images, run_dir / "prepared", None if val else split, seed, mode)
+        splits = _splits(stages, report, val, test, run_dir / "prepared")
+        stages.done(2)
+
+        def cached(task: Any) -> Any:
+            return task.with_options(result_storage=results_storage(run_dir))
+
+        teachers = stages.run("train-teachers", cached(train_teacher_task), splits["train"], splits["val"],
+                              str(run_dir / "teachers"), preset=teacher_preset, device=device, epochs=teacher_epochs)
+        stages.done(3)
+        distilled = stages.run("distill", cached(train_student_task), splits["train"], splits["val"], teachers,
+                               str(run_dir / "student"), student=student, epochs=student_epochs, imgsz=imgsz,
+                               device=device)
+        stages.done(4)
+        exported = stages.run("export", cached(export_model_task), str(distilled.best_path), str(run_dir / "export"),
+                              formats=list(export_formats), quantize=quantize, calibration_data=splits["train"],
+                              val_data=splits["val"])
+        stages.done(5)
+        models = [str(distilled.best_path)] + [str(exported.output_dir / entry["name"]) for entry in exported.files]
+        runtime_device = device or "auto"
+        scores = [stages.run("evaluate teachers", cached(evaluate_teachers_task), teachers, splits["test"],
+                             str(run_dir / "evaluation" / "teachers"), device=runtime_device)]
+        scores += [stages.run(f"evaluate {Path(model).name}", cached(evaluate_model_task), model, splits["test"],
+                              str(run_dir / "evaluation" / Path(model).name), device=runtime_device)
+                   for model in models]
+        stages.done(6)
+        comparison = stages.run("benchmark", cached(benchmark_models_task), models, splits["test"],
+                                str(run_dir / "benchmark"), scores=scores, teachers=teachers, runs=benchmark_runs,
+                                device=runtime_device)
+        stages.done(7)
+        # STORE HOOK: upload run_dir through mlcore.storage (local folder or s3://, manifest.json with checksums and
+        # lineage) here, and pass the stored locations to the report as links.
+        run = PipelineRun(run_dir=run_dir, dataset=report, settings=settings, splits=splits,
+                          code_version=code_version(), teachers=teachers, student=distilled, export=exported,
+                          scores=scores, benchmark_rows=comparison.rows, benchmark_files=comparison.files,
+                          stages=stages.records)
+        files = stages.run("report", report_task, run)
+        stages.done(8)
+    except StageFailed as failure:  # a new state: returning the task's own would read "1/1 states failed"
+        return Failed(message=str(failure))
+    return PipelineResult(run_dir=run_dir, report=files, recommended_model=exported.recommended,
+                          stages=stages.records)
+
+
+def _validated(stages: _Stages, data: str, images: str | None, output: Path, split: str | None, seed: int,
+               mode: Mode) -> DatasetReport:
+    report = stages.run("validate", validate_dataset_task, data, images=images, output=str(output), split=split,
+                        seed=seed, mode=None if mode == "auto" else mode)
     if not report.usable:
-        return unusable_dataset_state(report)
-    return PipelineResult(workdir=workdir, dataset=report, stages_run=stages)
+        raise StageFailed(unusable_dataset_state(report).message)
+    return report
+
+
+def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str | None, prepared: Path
+            ) -> dict[str, str]:
+    """train / val / test files: the parts validate split off, or the given files, each validated into its own folder
+    (with the training data's mode forced, and every category kept, so class indices agree)."""
+
+    def checked(name: str, path: str) -> str:
+        result = stages.run(f"validate {name}", validate_dataset_task, path, output=str(prepared / name),
+                            mode=report.annotation_mode, keep_empty_classes=True)
+        if not result.usable:
+            raise StageFailed(unusable_dataset_state(result).message)
+        return result.outputs["cleaned"]
+
+    if val is None:
+        splits = {name: report.outputs[name] for name in ("train", "val", "test") if name in report.outputs}
+        if "train" not in splits or "val" not in splits:
+            raise StageFailed(f"split {report.splits} has no train or no val part: give the split ratios train:..,"
+                              "val:..[,test:..], or a VAL file")
+    else:
+        splits = {"train": report.outputs["cleaned"], "val": checked("val", val)}
+    if test is not None:
+        splits["test"] = checked("test", test)
+    splits.setdefault("test", splits["val"])
+    return splits
+
+
+def demo_parameters(**overrides: Any) -> dict[str, Any]:
+    """The flow parameters `mlcore demo` runs with, updated by OVERRIDES (None values are ignored)."""
+    return {**DEMO_PARAMETERS, **{key: value for key, value in overrides.items() if value is not None}}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
 from mlcore.training.distillation import DistillationResult
 from mlcore.training.student_setup import train_student
+from mlcore.training.teacher_trainer import TeacherTrainingResult
+from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
+                          stage_cache_key)
+
+TIMEOUT_SECONDS = 24 * 3600
 
 
 def _markdown(result: DistillationResult) -> str:
@@ -23,13 +27,16 @@ def _markdown(result: DistillationResult) -> str:
         f"weights: `{result.best_path}`, summary: `{result.output_dir / 'student.json'}`"])
 
 
-# Like the teacher task: resumable from its own checkpoints and teacher cache, so no result caching and no retries of
-# user errors (MlcoreError ends as a Failed state with its message).
-@task(name="train-student", retries=0, cache_policy=NONE)
+# Like the teacher task: cached on the data, the teachers' record and the settings; retried (resuming from its own
+# checkpoints and teacher-label cache) only on transient failures; user errors end as a Failed state.
+# `teachers` is the teacher stage's record in the pipeline (so new teachers mean a new student), or a folder.
+@task(name="train-student", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
+      cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
+      timeout_seconds=TIMEOUT_SECONDS)
 def train_student_task(
     data: str,
     val: str,
-    teachers: str,
+    teachers: str | TeacherTrainingResult,
     output: str,
     student: str | None = None,
     unlabeled: str | None = None,
@@ -40,11 +47,15 @@ def train_student_task(
     config_files: list[str] | None = None,
     resume: bool = False,
 ) -> DistillationResult | State:
+    teachers_dir = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
     try:
-        result = train_student(data, val, output, teachers=teachers, student=student, unlabeled=unlabeled,
+        resume = prepare_stage_dir(output, current_stage_key()) or resume
+        result = train_student(data, val, output, teachers=teachers_dir, student=student, unlabeled=unlabeled,
                                epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
                                config_files=config_files or [], resume=resume, progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
+    finally:
+        release_accelerator_memory()
     create_markdown_artifact(_markdown(result), key="student-distillation", description=f"Student trained on {data}")
     return result

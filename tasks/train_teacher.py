@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
 from mlcore.training.teacher_setup import train_teachers
 from mlcore.training.teacher_trainer import TeacherTrainingResult
+from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
+                          stage_cache_key)
+
+TIMEOUT_SECONDS = 24 * 3600
 
 
 def _markdown(result: TeacherTrainingResult) -> str:
@@ -23,9 +26,12 @@ def _markdown(result: TeacherTrainingResult) -> str:
     return "\n".join(lines)
 
 
-# Training resumes from its own checkpoints (resume=True), so a retry is cheap; no result caching: the outputs live
-# in the run folder. Bad input (MlcoreError) is the user's to fix and ends as a Failed state without retrying.
-@task(name="train-teacher", retries=0, cache_policy=NONE)
+# Cached on the split files' content, the settings and the code version. A transient failure is retried and
+# continues from the run's own checkpoints (the stage folder's marker says they were written with the same settings).
+# Bad input (MlcoreError) is the user's to fix and ends as a Failed state without retrying.
+@task(name="train-teacher", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
+      cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
+      timeout_seconds=TIMEOUT_SECONDS)
 def train_teacher_task(
     data: str,
     val: str,
@@ -39,10 +45,13 @@ def train_teacher_task(
     resume: bool = False,
 ) -> TeacherTrainingResult | State:
     try:
+        resume = prepare_stage_dir(output, current_stage_key()) or resume
         result = train_teachers(data, val, output, auto_detect=auto_detect, preset=preset, device=device,
                                 epochs=epochs, batch_size=batch_size, config_files=config_files or [],
                                 resume=resume, progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
+    finally:
+        release_accelerator_memory()
     create_markdown_artifact(_markdown(result), key="teacher-training", description=f"Teachers trained on {data}")
     return result

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from mlcore.cli import deploy
+from mlcore.cli import pipeline as pipeline_commands
 from mlcore.cli.augment import augment_app
 from mlcore.errors import MlcoreError
 
@@ -221,24 +222,10 @@ def config_check(files: Annotated[list[Path], typer.Argument(help="YAML config f
     raise typer.Exit(EXIT_UNUSABLE if failed else 0)
 
 
-@app.command()
-def run(
-    data: Annotated[Optional[Path], typer.Option(help="COCO annotation JSON (default: generated demo data).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder.")] = None,
-    workdir: Annotated[Path, typer.Option(help="Where demo data and outputs go.")] = Path("data/demo"),
-    split: Annotated[str, typer.Option(help="Split ratios.")] = "train:0.7,val:0.15,test:0.15",
-    seed: Annotated[int, typer.Option(help="Seed for data generation and the split.")] = 42,
-) -> None:
-    """Run the pipeline on built-in defaults, orchestrated by Prefect (an embedded server when none is set)."""
-    from flows.pipeline import training_pipeline  # flows/ sets Prefect's defaults before Prefect loads
-
-    state = training_pipeline(data=str(data) if data else None, images=str(images) if images else None,
-                              workdir=str(workdir), split=split, seed=seed, return_state=True)
-    if state.is_failed():
-        stderr.print("[bold red]pipeline failed[/]: ", end="")
-        stderr.print(state.message or "see the Prefect logs above", markup=False, highlight=False)
-        raise typer.Exit(EXIT_UNUSABLE)
-    stdout.print(state.result().summary, highlight=False)
+app.command("pipeline")(pipeline_commands.pipeline)
+app.command("demo")(pipeline_commands.demo)
+# `make run` and older scripts call `mlcore run`: the same as `mlcore demo`.
+app.command("run", help="Same as `mlcore demo`.")(pipeline_commands.demo)
 
 
 def main() -> None:

@@ -1,12 +1,8 @@
-"""The validate-dataset flow and the main job on a real Prefect server."""
+"""The validate-dataset flow on a real Prefect server (the main job: test_pipeline_flow.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -71,20 +67,6 @@ def test_validate_flow_fails_on_an_unusable_dataset(prefect_server, tmp_path):
     state = validate_dataset(str(data), return_state=True)
     assert state.is_failed()
     assert "images[0].file_name" in state.message and "leaves the image folder" in state.message
-
-
-def test_main_job_runs_end_to_end_with_embedded_prefect(tmp_path):
-    """The README's first command, as a user runs it: no server configured, defaults only."""
-    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    result = subprocess.run([sys.executable, "-m", "mlcore.cli.app", "run", "--workdir", str(tmp_path / "w")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "stages run: demo-data, validate, split" in result.stdout
-    prepared = tmp_path / "w" / "prepared"
-    assert json.loads((prepared / ".mode_config.json").read_text())["annotation_mode"] == \
-        "detection_and_segmentation"
-    assert {p.name for p in prepared.glob("*.json")} >= {"train.json", "val.json", "test.json", "report.json"}
 
 
 def test_unreadable_input_fails_the_run_with_the_reason(prefect_server, tmp_path):

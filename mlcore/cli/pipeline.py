@@ -1,0 +1,103 @@
+"""`mlcore pipeline` and `mlcore demo`: the whole training pipeline as one Prefect flow run.
+
+Without PREFECT_API_URL, Prefect starts an embedded server for the run (no set-up needed); with it, the run is
+recorded on that server and shows up in its UI.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+EXIT_FAILED = 2
+
+
+class Mode(str, Enum):
+    auto = "auto"
+    detection_only = "detection_only"
+    segmentation_only = "segmentation_only"
+    detection_and_segmentation = "detection_and_segmentation"
+
+
+class Quantize(str, Enum):
+    int8 = "int8"
+    int8_dynamic = "int8-dynamic"
+    none = "none"
+
+
+def pipeline(
+    data: Annotated[Path, typer.Option("--data", help="COCO annotation JSON.")],
+    val: Annotated[Optional[Path], typer.Option(help="Validation COCO JSON (default: split --data).")] = None,
+    test: Annotated[Optional[Path], typer.Option(help="Test COCO JSON for the final comparison (default: the "
+                                                 "split's test part, or --val).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: found beside it).")] = None,
+    mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it.")] = Mode.auto,
+    teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs) or a full-size preset name "
+                                                          "(default: the teacher configs').")] = None,
+    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: the "
+                                                   "mode's recommendation).")] = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per teacher.")] = None,
+    student_epochs: Annotated[Optional[int], typer.Option(min=1, help="Distillation epochs.")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(min=32, help="Student input size, a multiple of 32.")] = None,
+    export_format: Annotated[Optional[list[str]], typer.Option(
+        "--format", help="onnx (always written) and/or engine (TensorRT); repeatable.")] = None,
+    quantize: Annotated[Quantize, typer.Option(help="int8 (static, calibrated), int8-dynamic or none; kept only if "
+                                               "the accuracy gate passes.")] = Quantize.int8,
+    output: Annotated[Path, typer.Option(help="Run folder; rerunning into the same folder reuses finished stages.")
+                      ] = Path("data/runs/latest"),
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: a GPU when there is one).")
+                      ] = None,
+    split: Annotated[str, typer.Option(help="Split ratios when no --val is given.")] = "train:0.7,val:0.15,test:0.15",
+    seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
+    benchmark_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model in the benchmark.")] = 5,
+) -> None:
+    """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report."""
+    run_pipeline({
+        "data": str(data), "val": _text(val), "test": _text(test), "images": _text(images), "mode": mode.value,
+        "teacher_preset": teacher_preset, "student": student, "teacher_epochs": teacher_epochs,
+        "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
+        "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,
+        "benchmark_runs": benchmark_runs})
+
+
+def demo(
+    output: Annotated[Optional[Path], typer.Option(help="Run folder (default: data/demo).")] = None,
+    images: Annotated[Optional[int], typer.Option("--images", min=6, help="Images in the generated dataset.")
+                      ] = None,
+    teacher_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per (tiny) teacher.")] = None,
+    student_epochs: Annotated[Optional[int], typer.Option(min=1, help="Distillation epochs.")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(min=32, help="Student input size, a multiple of 32.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Default cpu, so the demo behaves the same everywhere.")
+                      ] = None,
+) -> None:
+    """Generate a small shapes dataset and run the whole pipeline on it with tiny models (a few minutes on a CPU)."""
+    from flows.pipeline import demo_parameters  # flows/ sets Prefect's defaults before Prefect loads
+
+    run_pipeline(demo_parameters(output=_text(output), demo_images=images, teacher_epochs=teacher_epochs,
+                                 student_epochs=student_epochs, imgsz=imgsz, device=device))
+
+
+def run_pipeline(parameters: dict[str, Any]) -> None:
+    """Run the flow; print where the report is, or the failing stage's message (exit code 2)."""
+    from flows.pipeline import training_pipeline
+
+    state = training_pipeline(**parameters, return_state=True)
+    if state.is_failed():
+        stderr.print("[bold red]pipeline failed[/]: ", end="")
+        stderr.print(state.message or "see the Prefect logs above", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    result = state.result()
+    stdout.print(result.summary, highlight=False)
+    stdout.print(f"\nReport: {result.report['markdown']}\n        {result.report['html']}", highlight=False)
+    sys.stdout.flush()
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,23 @@
+"""Run reports as markdown and standalone HTML, built from the stages' own records (no orchestrator needed).
+
+- `PipelineRun` (+ `ModelScores`, `StageRecord`): what a training-pipeline run produced.
+- `write_pipeline_report(run, dir)` -> report.md and report.html; `pipeline_markdown(run)` for a Prefect artifact.
+- `Document` / `to_markdown` / `to_html`: the small document model both are rendered from.
+"""
+
+from mlcore.reporting.document import Bullets, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+from mlcore.reporting.pipeline_report import (
+    HTML_NAME,
+    MARKDOWN_NAME,
+    ModelScores,
+    PipelineRun,
+    StageRecord,
+    gate_summary,
+    pipeline_document,
+    pipeline_markdown,
+    write_pipeline_report,
+)
+
+__all__ = ["HTML_NAME", "MARKDOWN_NAME", "Bullets", "Document", "Image", "ModelScores", "Paragraph", "PipelineRun",
+           "Section", "StageRecord", "Table", "gate_summary", "pipeline_document", "pipeline_markdown", "to_html",
+           "to_markdown", "write_pipeline_report"]

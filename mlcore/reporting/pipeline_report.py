@@ -1,0 +1,220 @@
+"""The training pipeline's run report: dataset, mode, teachers, student, exports, the accuracy gate, speed, paths.
+
+    files = write_pipeline_report(run, run.run_dir)   # report.md and report.html
+
+`PipelineRun` collects what each stage returned; `pipeline_document` turns it into a `Document`, so the Prefect
+artifact (markdown), report.md and report.html are the same text. Missing stages (a run that stopped early, a
+benchmark that was skipped) leave their section out rather than failing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlcore.data.prepare import DatasetReport
+from mlcore.io import write_text_atomic
+from mlcore.reporting.document import Bullets, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+
+if TYPE_CHECKING:  # the report reads these records; importing them would pull in torch for nothing
+    from mlcore.optimization.optimize import OptimizationResult
+    from mlcore.training.distillation import DistillationResult
+    from mlcore.training.teacher_trainer import TeacherTrainingResult
+
+MARKDOWN_NAME = "report.md"
+HTML_NAME = "report.html"
+METRIC_COLUMNS = ("map50_95", "map50", "mask_map50_95", "mask_map50")
+METRIC_HEADERS = ("mAP50-95", "mAP50", "mask mAP50-95", "mask mAP50")
+
+
+@dataclass
+class ModelScores:
+    """One model's accuracy on the test split: what the evaluate stage returns for each model."""
+
+    name: str  # teachers, best.pt, model.onnx, model.int8.onnx, ...
+    kind: str  # teachers | pytorch | onnx | onnx-int8 | ...
+    path: str
+    metrics: dict[str, float | None]
+    num_images: int
+    output_dir: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class StageRecord:
+    """How one stage went in this run: ran, cached (a finished earlier run's result was reused) or failed."""
+
+    name: str
+    status: str
+    seconds: float
+
+
+@dataclass
+class PipelineRun:
+    """Everything the report shows; the stages' own records, as they returned them."""
+
+    run_dir: Path
+    dataset: DatasetReport
+    settings: dict[str, Any]
+    splits: dict[str, str]
+    code_version: str = ""
+    teachers: TeacherTrainingResult | None = None
+    student: DistillationResult | None = None
+    export: OptimizationResult | None = None
+    scores: list[ModelScores] = field(default_factory=list)
+    benchmark_rows: list[dict[str, Any]] = field(default_factory=list)
+    benchmark_files: dict[str, Path] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
+
+
+def gate_summary(export: OptimizationResult | None) -> str:
+    """The accuracy gate's decision in one sentence."""
+    if export is None:
+        return "no export"
+    if export.quantized is None:
+        return "no quantization asked for: the float ONNX model ships"
+    if export.gate is not None:
+        return export.gate.reason  # "passed: ..." / "failed: ...", with the scores and the file kept
+    return f"not evaluated ({export.gate_skipped_reason})"
+
+
+def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline report") -> Document:
+    sections = [_overview(run), _dataset(run)]
+    if run.teachers is not None:
+        sections.append(_teachers(run.teachers))
+    if run.student is not None:
+        sections.append(_student(run.student, run.run_dir))
+    if run.export is not None:
+        sections.append(_export(run.export, run.run_dir))
+    if run.scores:
+        sections.append(_models(run))
+    if run.stages:
+        sections.append(Section("Stages", [Table(["stage", "status", "seconds"],
+                                                 [[s.name, s.status, round(s.seconds, 1)] for s in run.stages])]))
+    sections.append(Section("Settings", [Table(["setting", "value"],
+                                               [[key, _setting(value)] for key, value in run.settings.items()])]))
+    return Document(title, sections)
+
+
+def pipeline_markdown(run: PipelineRun) -> str:
+    return to_markdown(pipeline_document(run))
+
+
+def write_pipeline_report(run: PipelineRun, directory: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """report.md and report.html in `directory` (default: the run folder); image links are relative to it."""
+    directory = Path(directory or run.run_dir)
+    document = pipeline_document(run)
+    files = {"markdown": directory / MARKDOWN_NAME, "html": directory / HTML_NAME}
+    write_text_atomic(files["markdown"], to_markdown(document))
+    write_text_atomic(files["html"], to_html(document))
+    return files
+
+
+def _overview(run: PipelineRun) -> Section:
+    items = [f"run folder: `{run.run_dir}`", f"dataset: `{run.dataset.dataset}`",
+             f"mode: **{run.dataset.annotation_mode}**"]
+    if run.student is not None:
+        items.append(f"student: **{run.student.student}**")
+    if run.export is not None:
+        items += [f"accuracy gate: {gate_summary(run.export)}",
+                  f"recommended model: `{_relative(run.export.recommended, run.run_dir)}` "
+                  f"({run.export.recommended_reason})"]
+    if run.settings.get("teacher_preset") == "tiny":
+        items.append("teachers: **tiny presets**, built from configs with random weights: the accuracy numbers "
+                     "below show the pipeline working, not model quality")
+    items.append(f"written: {datetime.now().astimezone().isoformat(timespec='seconds')}"
+                 + (f", mlcore {run.code_version}" if run.code_version else ""))
+    return Section("Summary", [Bullets(items)])
+
+
+def _dataset(run: PipelineRun) -> Section:
+    report = run.dataset
+    stats = report.statistics
+    items = [f"file: `{report.dataset}` (sha256 `{report.dataset_sha256[:16]}`)",
+             f"images: {stats.images if stats else '-'}, annotations: {stats.annotations if stats else '-'}, "
+             f"classes: {report.num_classes}",
+             f"findings: {report.counts.get('error', 0)} errors, {report.counts.get('warning', 0)} warnings"]
+    items += [f"{name}: `{path}`" + (f" ({report.splits[name]} images)" if name in report.splits else "")
+              for name, path in run.splits.items()]
+    return Section("Dataset", [Bullets(items)])
+
+
+def _teachers(result: TeacherTrainingResult) -> Section:
+    rows = []
+    for family, run in result.runs.items():
+        before = run.baseline.get(run.best_metric)
+        gain = None if run.best is None or before is None else run.best - before
+        rows.append([family, run.preset, run.best_metric, run.best, before, gain, run.best_epoch,
+                     f"`{run.adapter_dir}`"])
+    return Section(f"Teachers ({result.mode}, {result.device})", [
+        Table(["teacher", "preset", "metric (val)", "best", "before fine-tuning", "gain", "epoch", "adapter"], rows),
+        Paragraph(f"metrics: `{result.metrics_path}`")])
+
+
+def _student(result: DistillationResult, run_dir: Path) -> Section:
+    return Section("Student", [
+        Table(["student", "metric (val)", "best", "epoch", "epochs run", "teacher-labelled images"],
+              [[result.student, result.best_metric, result.best, result.best_epoch, len(result.epochs),
+                result.teacher_calls]]),
+        Paragraph(f"weights: `{_relative(result.best_path, run_dir)}`")])
+
+
+def _export(result: OptimizationResult, run_dir: Path) -> Section:
+    rows = [[entry["name"], entry["format"], entry["precision"], entry["size_mb"]] for entry in result.files]
+    blocks: list[Any] = [Table(["file", "format", "precision", "size MB"], rows),
+                         Paragraph(f"accuracy gate: {gate_summary(result)}")]
+    if result.gate is not None:
+        gate = result.gate
+        blocks.append(Table(["metric", "float", "quantized", "drop (points)", "allowed", "passed", "kept"],
+                            [[gate.metric, gate.float_value, gate.quantized_value, gate.drop, gate.threshold,
+                              gate.passed, gate.kept_path.name]]))
+    blocks.append(Paragraph(f"export report: `{_relative(result.report_path, run_dir)}`"))
+    return Section("Export and quantization", blocks)
+
+
+def _models(run: PipelineRun) -> Section:
+    speed = {row["name"]: row for row in run.benchmark_rows}
+    rows = []
+    for score in run.scores:
+        timed = speed.get(score.name, {})
+        rows.append([score.name, score.kind, timed.get("size_mb") if timed else _size_mb(score.path),
+                     *(score.metrics.get(key) for key in METRIC_COLUMNS),
+                     timed.get("p50_ms"), timed.get("fps"), timed.get("speedup")])
+    blocks: list[Any] = [
+        Paragraph(f"accuracy on the test split ({run.scores[0].num_images} images); latency at batch 1 on "
+                  f"this machine; speed-up against the first timed model; the teachers' size is their LoRA "
+                  f"adapters' (the base models come separately)"),
+        Table(["model", "kind", "size MB", *METRIC_HEADERS, "p50 ms", "FPS", "speed-up x"], rows)]
+    plot = run.benchmark_files.get("plot")
+    if plot is not None and Path(plot).is_file():
+        blocks.append(Image(_relative(plot, run.run_dir), "latency and accuracy per model"))
+    return Section("Teacher vs student vs exports", blocks)
+
+
+def _relative(path: str | os.PathLike[str], root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _size_mb(path: str) -> float | None:
+    from mlcore.evaluation.report import size_mb
+
+    return size_mb(path)
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return ", ".join(str(item) for item in value) or "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return "-" if value is None else str(value)
+
+
+__all__ = ["HTML_NAME", "MARKDOWN_NAME", "ModelScores", "PipelineRun", "StageRecord", "gate_summary",
+           "pipeline_document", "pipeline_markdown", "write_pipeline_report"]
