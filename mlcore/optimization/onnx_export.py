@@ -245,6 +245,7 @@ def _ultralytics_export(checkpoint: Path, task: str, *, imgsz: int, opset: int, 
     with tempfile.TemporaryDirectory(prefix="mlcore-export-") as tmp:
         copy = Path(tmp) / "model.pt"
         copy.write_bytes(checkpoint.read_bytes())
+        threads = torch.get_num_threads()  # its select_device("cpu") leaves torch on cpu_count - 1 threads
         try:
             with quiet_ultralytics():
                 exported = ultralytics.YOLO(str(copy), task=task).export(
@@ -253,6 +254,8 @@ def _ultralytics_export(checkpoint: Path, task: str, *, imgsz: int, opset: int, 
         except (RuntimeError, ValueError, AssertionError, TypeError) as exc:
             raise ModelError(f"ultralytics could not export the model to ONNX: {str(exc).strip()[:300]}",
                              where=str(checkpoint), fix="check the opset (13-20 for torch's exporter)") from None
+        finally:
+            torch.set_num_threads(threads)
         return Path(exported).read_bytes()
 
 

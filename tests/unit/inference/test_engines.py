@@ -87,6 +87,15 @@ def test_onnx_matches_pytorch_on_real_images(exported: Exported, demo_images: li
             assert got.masks is None
 
 
+def test_onnx_without_thread_spinning_gives_the_same_detections(detect_model: Exported,
+                                                                 demo_images: list[Path]) -> None:
+    spinning = ONNXEngine(detect_model.onnx).predict(demo_images, conf=CONF)
+    quiet = ONNXEngine(detect_model.onnx, spinning=False)
+    assert quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    for got, want in zip(quiet.predict(demo_images, conf=CONF), spinning):
+        assert_same_detections(got, want)
+
+
 def test_fixed_and_dynamic_batch_models_both_run_a_batch(exported: Exported, demo_images: list[Path],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     fixed, dynamic = ONNXEngine(exported.onnx), ONNXEngine(exported.onnx_dynamic)

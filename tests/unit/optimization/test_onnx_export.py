@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -44,8 +45,10 @@ def test_detector_export_keeps_engine_metadata_and_a_dynamic_batch(detector_onnx
 
 def test_segmenter_export_matches_pytorch(make_student: Callable[..., Student], demo: Demo, tmp_path: Path) -> None:
     student = make_student("yolov8_seg")
+    threads = torch.get_num_threads()
     exported = export_to_onnx(student, tmp_path / "seg.onnx", imgsz=IMGSZ, dynamic_batch=False,
                               parity_images=demo.image_paths()[:1])
+    assert torch.get_num_threads() == threads  # ultralytics' exporter would leave torch on one thread fewer
     assert exported.output_names == ["output0", "output1"] and exported.input_shape == [1, 3, IMGSZ, IMGSZ]
     assert exported.task == "segment" and exported.parity.inputs == "images"
     assert max(exported.parity.relative.values()) < 1e-4
