@@ -2,7 +2,8 @@
 
 demo data (when no dataset is given) -> validate -> split -> train the teachers the mode needs -> distill ->
 export (+ quantize behind the accuracy gate) -> evaluate teachers vs student vs exports on the test split ->
-benchmark -> report (report.md, report.html, Prefect artifacts).
+benchmark -> report (report.md, report.html, Prefect artifacts) -> store (the outputs worth keeping, with a verified
+manifest.json, in STORE/<run-id>: data/runs by default, or s3://bucket/prefix).
 
 Every stage but the first two is cached on its inputs' content, its settings and the code version (tasks/policy.py),
 with results kept in the run folder: run the flow again with the same OUTPUT after a failure and the finished stages
@@ -23,18 +24,20 @@ from pydantic import Field
 
 from mlcore.data.prepare import DatasetReport
 from mlcore.reporting import PipelineRun, StageRecord
+from mlcore.storage import StorageError, new_run_id
 from tasks.benchmark import benchmark_models_task
 from tasks.demo import make_demo_data_task
 from tasks.evaluate import evaluate_model_task, evaluate_teachers_task
 from tasks.export import export_model_task
 from tasks.policy import code_version, results_storage
 from tasks.report import report_task
+from tasks.store import StoredRun, store_run_task, store_target, stored_run_url
 from tasks.train_student import train_student_task
 from tasks.train_teacher import train_teacher_task
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
-STAGE_COUNT = 8  # validate + split, teachers, student, export, evaluate, benchmark, report, (done)
+STAGE_COUNT = 9  # validate, split, teachers, student, export, evaluate, benchmark, report, store
 
 # What `mlcore demo` runs: the generated shapes dataset, tiny teachers, a small student, on the CPU, in minutes.
 DEMO_PARAMETERS: dict[str, Any] = {
@@ -51,11 +54,15 @@ class PipelineResult:
     report: dict[str, Path]
     recommended_model: Path | None
     stages: list[StageRecord] = field(default_factory=list)
+    stored: StoredRun | None = None
 
     @property
     def summary(self) -> str:
         stages = ", ".join(f"{s.name} ({s.status}, {s.seconds:.0f} s)" for s in self.stages)
-        return f"stages: {stages}\nrecommended model: {self.recommended_model}"
+        text = f"stages: {stages}\nrecommended model: {self.recommended_model}"
+        if self.stored is not None:
+            text += f"\nstored: {self.stored.url} ({self.stored.files} files, manifest verified)"
+        return text
 
 
 class StageFailed(Exception):
@@ -103,6 +110,7 @@ def training_pipeline(
     seed: int = 42,
     demo_images: Annotated[int, Field(ge=6)] = 24,
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
+    store: str | None = "data/runs",
 ) -> PipelineResult | State:
     """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
 
@@ -126,12 +134,16 @@ def training_pipeline(
         seed: seed for the demo data and the split.
         demo_images: images in the generated demo dataset (only without DATA).
         benchmark_runs: timed runs per model in the benchmark.
+        store: where the run's outputs are kept, with a verified manifest.json (sha256s, lineage): a folder (each
+            run in <folder>/<run-id>) or s3://bucket/prefix (endpoint, region and credentials from the worker's
+            environment); empty or "none": only the OUTPUT folder, which the next run into it overwrites.
     """
     settings = {key: value for key, value in locals().items()}
     run_dir = Path(output).resolve()
     stages = _Stages(create_progress_artifact(0.0, key="training-pipeline-progress",
                                               description=f"Stages finished, run folder {run_dir}"))
     try:
+        target = store_target(store)  # a location that cannot work fails now, not after hours of training
         if data is None:
             data = stages.run("demo-data", make_demo_data_task, str(run_dir / "dataset"), num_images=demo_images,
                               seed=seed)
@@ -165,18 +177,23 @@ def training_pipeline(
                                 str(run_dir / "benchmark"), scores=scores, teachers=teachers, runs=benchmark_runs,
                                 device=runtime_device)
         stages.done(7)
-        # STORE HOOK: upload run_dir through mlcore.storage (local folder or s3://, manifest.json with checksums and
-        # lineage) here, and pass the stored locations to the report as links.
+        # The store step comes after the report so that report.md / report.html are stored too; the report names
+        # the place the run is about to be stored at.
+        run_id = new_run_id()
         run = PipelineRun(run_dir=run_dir, dataset=report, settings=settings, splits=splits,
                           code_version=code_version(), teachers=teachers, student=distilled, export=exported,
                           scores=scores, benchmark_rows=comparison.rows, benchmark_files=comparison.files,
-                          stages=stages.records)
+                          stages=stages.records, stored_at=stored_run_url(target, run_id) if target else None)
         files = stages.run("report", report_task, run)
         stages.done(8)
+        stored = stages.run("store", store_run_task, run, target, run_id) if target else None
+        stages.done(STAGE_COUNT)
     except StageFailed as failure:  # a new state: returning the task's own would read "1/1 states failed"
         return Failed(message=str(failure))
+    except StorageError as error:
+        return Failed(message=f"store {store!r} cannot be used: {error}")
     return PipelineResult(run_dir=run_dir, report=files, recommended_model=exported.recommended,
-                          stages=stages.records)
+                          stages=stages.records, stored=stored)
 
 
 def _validated(stages: _Stages, data: str, images: str | None, output: Path, split: str | None, seed: int,

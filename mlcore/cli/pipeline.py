@@ -2,6 +2,13 @@
 
 Without PREFECT_API_URL, Prefect starts an embedded server for the run (no set-up needed); with it, the run is
 recorded on that server and shows up in its UI.
+
+Every finished run is also stored (`--store`): its outputs worth keeping (prepared splits, teacher adapters, student
+weights, exports, evaluation, benchmark, report) with a verified manifest.json, in `data/runs/<run-id>` by default.
+The run folder (`--output`) is a workspace the next run into it reuses and overwrites; the stored copy stays as it
+was. `--store s3://bucket/prefix` keeps it in S3 (endpoint, region and credentials from the AWS environment:
+AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE); `--store none` keeps only
+the run folder.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from rich.console import Console
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 EXIT_FAILED = 2
+STORE_HELP = ("Where the run's outputs are kept, with a verified manifest.json: a folder (each run in "
+              "<folder>/<run-id>), s3://bucket/prefix (credentials from the AWS environment), or none.")
 
 
 class Mode(str, Enum):
@@ -57,14 +66,16 @@ def pipeline(
     split: Annotated[str, typer.Option(help="Split ratios when no --val is given.")] = "train:0.7,val:0.15,test:0.15",
     seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
     benchmark_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model in the benchmark.")] = 5,
+    store: Annotated[str, typer.Option(help=STORE_HELP)] = "data/runs",
 ) -> None:
-    """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report."""
+    """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report,
+    store."""
     run_pipeline({
         "data": str(data), "val": _text(val), "test": _text(test), "images": _text(images), "mode": mode.value,
         "teacher_preset": teacher_preset, "student": student, "teacher_epochs": teacher_epochs,
         "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
         "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,
-        "benchmark_runs": benchmark_runs})
+        "benchmark_runs": benchmark_runs, "store": store})
 
 
 def demo(
@@ -76,12 +87,13 @@ def demo(
     imgsz: Annotated[Optional[int], typer.Option(min=32, help="Student input size, a multiple of 32.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Default cpu, so the demo behaves the same everywhere.")
                       ] = None,
+    store: Annotated[Optional[str], typer.Option(help=STORE_HELP + " Default: data/runs.")] = None,
 ) -> None:
     """Generate a small shapes dataset and run the whole pipeline on it with tiny models (a few minutes on a CPU)."""
     from flows.pipeline import demo_parameters  # flows/ sets Prefect's defaults before Prefect loads
 
     run_pipeline(demo_parameters(output=_text(output), demo_images=images, teacher_epochs=teacher_epochs,
-                                 student_epochs=student_epochs, imgsz=imgsz, device=device))
+                                 student_epochs=student_epochs, imgsz=imgsz, device=device, store=store))
 
 
 def run_pipeline(parameters: dict[str, Any]) -> None:

@@ -69,6 +69,7 @@ class PipelineRun:
     benchmark_rows: list[dict[str, Any]] = field(default_factory=list)
     benchmark_files: dict[str, Path] = field(default_factory=dict)
     stages: list[StageRecord] = field(default_factory=list)
+    stored_at: str | None = None  # the run's folder in the artifact store (a path or s3://...), when it is stored
 
 
 def gate_summary(export: OptimizationResult | None) -> str:
@@ -115,8 +116,10 @@ def write_pipeline_report(run: PipelineRun, directory: str | os.PathLike[str] | 
 
 
 def _overview(run: PipelineRun) -> Section:
-    items = [f"run folder: `{run.run_dir}`", f"dataset: `{run.dataset.dataset}`",
-             f"mode: **{run.dataset.annotation_mode}**"]
+    items = [f"run folder: `{run.run_dir}`"]
+    if run.stored_at:
+        items.append(f"stored at: `{run.stored_at}` (with manifest.json: every file's sha256 and the lineage)")
+    items += [f"dataset: `{run.dataset.dataset}`", f"mode: **{run.dataset.annotation_mode}**"]
     if run.student is not None:
         items.append(f"student: **{run.student.student}**")
     if run.export is not None:

@@ -27,7 +27,8 @@ def first_run(prefect_server, tmp_path_factory):
     from flows.pipeline import demo_parameters, training_pipeline
 
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-    state = training_pipeline(**demo_parameters(output=str(run_dir), **TINY), return_state=True)
+    store = run_dir.parent / "store"
+    state = training_pipeline(**demo_parameters(output=str(run_dir), store=str(store), **TINY), return_state=True)
     assert state.is_completed(), state.message
     return run_dir, state
 
@@ -35,7 +36,7 @@ def first_run(prefect_server, tmp_path_factory):
 def test_the_demo_pipeline_runs_every_stage_and_writes_the_report(first_run) -> None:
     run_dir, state = first_run
     result = state.result()
-    assert {record.name for record in result.stages} >= {"demo-data", "validate"} | CACHED_STAGES | {"report"}
+    assert {record.name for record in result.stages} >= {"demo-data", "validate", "report", "store"} | CACHED_STAGES
     assert all(record.status == "ran" for record in result.stages)
     for name in ("teachers/metrics.json", "student/best.pt", "export/model.onnx", "export/model.int8.onnx",
                  "export/export.json", "evaluation/best.pt/metrics.json", "evaluation/teachers/metrics.json",
@@ -52,6 +53,21 @@ def test_the_demo_pipeline_runs_every_stage_and_writes_the_report(first_run) -> 
     assert f"accuracy gate: {gate['reason']}" in markdown
 
 
+def test_the_run_is_stored_with_a_verified_manifest_and_its_lineage(first_run) -> None:
+    from mlcore.storage import LocalStore, verify_manifest
+
+    run_dir, state = first_run
+    stored = state.result().stored
+    store = LocalStore(run_dir.parent / "store")
+    manifest = verify_manifest(store, stored.run_id)
+    keys = {entry.key for entry in manifest.files}
+    assert {"student/best.pt", "export/model.onnx", "prepared/.mode_config.json", "report.md"} <= keys
+    assert not any("checkpoints/" in key or "cache/" in key for key in keys)
+    assert set(manifest.lineage.teacher_adapters) and manifest.lineage.student_sha256
+    assert set(manifest.lineage.exports) >= {"model.onnx"}
+    assert f"stored at: `{stored.url}`" in (run_dir / "report.md").read_text()
+
+
 def test_the_run_publishes_report_table_and_progress_artifacts(first_run) -> None:
     import anyio
     from prefect import get_client
@@ -66,7 +82,8 @@ def test_the_run_publishes_report_table_and_progress_artifacts(first_run) -> Non
 
     by_key = {artifact.key: artifact for artifact in anyio.run(artifacts) if artifact.key}
     assert {"training-pipeline-report", "model-comparison", "pipeline-stages", "model-scores",
-            "training-pipeline-progress", "teacher-training", "student-distillation", "model-export"} <= set(by_key)
+            "training-pipeline-progress", "teacher-training", "student-distillation", "model-export", "stored-run",
+            "stored-run-manifest"} <= set(by_key)
     assert "accuracy gate" in by_key["training-pipeline-report"].data
     assert by_key["training-pipeline-report"].type == "markdown" and by_key["model-comparison"].type == "table"
     assert float(by_key["training-pipeline-progress"].data) == 100.0
@@ -83,4 +100,6 @@ def test_mlcore_demo_rerun_into_the_same_folder_reuses_the_finished_stages(first
     for stage in CACHED_STAGES:
         assert f"{stage} (cached" in result.stdout, stage
     assert f"Report: {run_dir / 'report.md'}" in result.stdout
+    stored = list((tmp_path / "data" / "runs").glob("*/manifest.json"))  # the default store, under the cwd
+    assert len(stored) == 1 and f"stored: {stored[0].parent}" in result.stdout
     assert "| train-teachers | cached |" in (run_dir / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""A temporary Prefect server for the few tests that need real task runs (retries, the result cache)."""
+"""A temporary Prefect server for the few tests that need real task runs (retries, the result cache), and a loopback
+S3 endpoint for the store task."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 import tempfile
 
 import pytest
+
+# The loopback S3 endpoint (moto's server) and its fixtures, shared with the storage tests rather than copied.
+from tests.unit.storage.conftest import aws_env, bucket, moto_endpoint  # noqa: F401
 
 # Before Prefect reads its settings, when these tests run alone: keep its home and storage out of the user's.
 _home = tempfile.mkdtemp(prefix="mlcore-flows-prefect-home-")
