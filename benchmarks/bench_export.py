@@ -79,20 +79,9 @@ def tiny_teachers(root: Path, data: Path) -> Path:
     """Adapter folders as `train-teacher` leaves them (tiny, random, LoRA just applied): the trainer labels every
     image with them, but with prefer_ground_truth the annotated images learn from their annotations."""
     from mlcore.data.mode_config import ModeConfig
-    from mlcore.teachers import apply_lora_to_grounding_dino, apply_lora_to_sam, load_grounding_dino, load_sam
-    from mlcore.teachers import save_adapter
-    from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
+    from mlcore.teachers.untrained import save_untrained_teachers
 
-    mode = ModeConfig.read(data)
-    for family in mode.recommended_teachers:
-        if family == "grounding_dino":
-            teacher = load_grounding_dino("tiny")
-            teacher.model = apply_lora_to_grounding_dino(teacher.model)
-        else:
-            teacher = load_sam("tiny")
-            teacher.model = apply_lora_to_sam(teacher.model)
-        save_adapter(teacher, root / TEACHER_FOLDERS[family], class_mapping=mode.class_mapping)
-    return root
+    return save_untrained_teachers(root, ModeConfig.read(data))
 
 
 def train_student(data: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
 from mlcore.errors import ConfigError
 from mlcore.students import Student
-from mlcore.teachers import apply_lora_to_grounding_dino, apply_lora_to_sam, load_grounding_dino, load_sam, save_adapter
-from mlcore.teachers.grounded_sam import TEACHER_FOLDERS, GroundedSAM
+from mlcore.teachers import load_grounding_dino
+from mlcore.teachers.grounded_sam import GroundedSAM
+from mlcore.teachers.untrained import save_untrained_teachers
 from mlcore.training.distillation import DistillationTrainer
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
@@ -43,15 +44,7 @@ def prepared(root: Path, mode: str, num_images: int = 6, image_size: tuple[int, 
 
 def tiny_teachers(root: Path, mode: ModeConfig) -> Path:
     """What `train-teacher` leaves for this mode: one LoRA adapter folder per teacher the mode needs."""
-    for family in mode.recommended_teachers:
-        if family == "grounding_dino":
-            teacher = load_grounding_dino("tiny")
-            teacher.model = apply_lora_to_grounding_dino(teacher.model)
-        else:
-            teacher = load_sam("tiny")
-            teacher.model = apply_lora_to_sam(teacher.model)
-        save_adapter(teacher, root / TEACHER_FOLDERS[family], class_mapping=mode.class_mapping)
-    return root
+    return save_untrained_teachers(root, mode)
 
 
 def training(epochs: int = 2, batch: int = 2) -> StudentTraining:
