@@ -6,8 +6,6 @@ xyxy detections through the same `select_detections`, SAM turns original-frame b
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from mlcore.data.coco_dataset import CocoDataset
+from mlcore.evaluation.coco_map import load_annotations, run_coco_eval
 from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
 from mlcore.teachers.grounding_dino import Detections, run_queries, select_detections
 from mlcore.teachers.prompts import PromptChunk
@@ -113,34 +112,17 @@ class BoxEvaluation:
 
 def coco_box_evaluation(ground_truth: str | Path | dict, results: list[dict],
                         category_of_class: Mapping[int, int]) -> BoxEvaluation:
-    """pycocotools' bbox COCOeval over the classes' categories; 0.0 where COCO has nothing to measure (-1).
+    """pycocotools' bbox COCOeval over the classes' categories (`run_coco_eval`); 0.0 where a class has ground
+    truth but nothing was measured, None where it has no ground truth.
 
     ground_truth: a COCO annotation file, or the same structure as a dict (built in memory).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    category_ids = [int(c) for c in category_of_class.values()]
-    empty = BoxEvaluation({"map50_95": 0.0, "map50": 0.0}, {}, {})
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
-        if isinstance(ground_truth, dict):
-            truth = COCO()
-            truth.dataset = ground_truth
-            truth.createIndex()
-        else:
-            truth = COCO(str(ground_truth))
-        present = {int(a["category_id"]) for a in truth.dataset.get("annotations", [])}
-        if not truth.getAnnIds(catIds=category_ids):
-            return BoxEvaluation(empty.metrics, {k: None for k in category_of_class},
-                                 {k: None for k in category_of_class})
-        if not results:
-            zero = {k: (0.0 if int(c) in present else None) for k, c in category_of_class.items()}
-            return BoxEvaluation(empty.metrics, zero, dict(zero))
-        evaluation = COCOeval(truth, truth.loadRes(results), iouType="bbox")
-        evaluation.params.catIds = category_ids
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
+    truth = load_annotations(ground_truth)
+    present = {int(a["category_id"]) for a in truth.get("annotations", [])}
+    evaluation = run_coco_eval(truth, results, category_of_class.values(), "bbox")
+    if evaluation is None:
+        unmeasured = {k: (0.0 if int(c) in present else None) for k, c in category_of_class.items()}
+        return BoxEvaluation({"map50_95": 0.0, "map50": 0.0}, unmeasured, dict(unmeasured))
     # precision: (IoU thresholds, recall points, categories, area ranges, max dets); area "all", 100 detections.
     precision = evaluation.eval["precision"][:, :, :, 0, -1]
     per_class, per_class_ap50 = {}, {}
