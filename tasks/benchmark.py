@@ -15,11 +15,11 @@ from prefect.states import Failed, State
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import MlcoreError
+from mlcore.evaluation.commands import model_format
 from mlcore.evaluation.report import ComparisonReport, ReportEntry, comparison_report, size_mb
 from mlcore.evaluation.speed import benchmark_speed
 from mlcore.reporting import ModelScores
 from mlcore.training.teacher_trainer import TeacherTrainingResult
-from tasks.evaluate import model_kind
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
 
 TIMEOUT_SECONDS = 2 * 3600
@@ -52,7 +52,7 @@ def benchmark_models_task(
             from mlcore.inference import load_engine
 
             engine = load_engine(path, device=device)
-            entries.append(ReportEntry(name=Path(path).name, format=model_kind(path), path=path,
+            entries.append(ReportEntry(name=Path(path).name, format=model_format(path), path=path,
                                        accuracy=accuracy.get(Path(path).name),
                                        speed=benchmark_speed(engine, sample, warmup=warmup, runs=runs,
                                                              batch_sizes=[1], name=Path(path).name)))

@@ -8,21 +8,12 @@ from prefect import task
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
-from mlcore.evaluation.commands import evaluate_target
+from mlcore.evaluation.commands import evaluate_target, model_format
 from mlcore.reporting import ModelScores
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
 
 TIMEOUT_SECONDS = 4 * 3600
-
-
-def model_kind(path: str | Path) -> str:
-    """pytorch, onnx, onnx-int8, onnx-int8-dynamic, onnx-fp16 or tensorrt, from the file name export writes."""
-    name = Path(path).name.lower()
-    if name.endswith(".onnx"):
-        precision = name[:-len(".onnx")].partition(".")[2]
-        return f"onnx-{precision}" if precision else "onnx"
-    return {".pt": "pytorch", ".engine": "tensorrt"}.get(Path(path).suffix, Path(path).suffix.lstrip("."))
 
 
 # Cached on the model file's and the split's content; writes metrics.json, PR curves and predictions into OUTPUT.
@@ -35,7 +26,7 @@ def evaluate_model_task(model: str, data: str, output: str, device: str = "auto"
         return Failed(message=str(error))
     finally:
         release_accelerator_memory()
-    return ModelScores(name=Path(model).name, kind=model_kind(model), path=str(model), metrics=result.metrics(),
+    return ModelScores(name=Path(model).name, kind=model_format(model), path=str(model), metrics=result.metrics(),
                        num_images=result.num_images, output_dir=output, seconds=result.seconds)
 
 

@@ -53,5 +53,10 @@ class ModeConfig(BaseModel):
         return cls.model_validate_json(path.read_bytes())
 
     @property
+    def class_of_category(self) -> dict[int, int]:
+        """COCO category id -> contiguous class index (the inverse of category_ids)."""
+        return {int(category): int(index) for index, category in self.category_ids.items()}
+
+    @property
     def class_names(self) -> list[str]:
         return [self.class_mapping[str(index)] for index in range(self.num_classes)]

@@ -82,7 +82,7 @@ def benchmark_models(models: Sequence[PathLike], data: PathLike, output: PathLik
         engine = load_engine(path, device=device)
         log.info("benchmarking %s (%s)", path, engine.name)
         entries.append(ReportEntry(
-            name=Path(path).name, format=_format(Path(path)), path=path,
+            name=Path(path).name, format=model_format(path), path=path,
             accuracy=evaluate_engine(engine, dataset, data, progress=progress,
                                      class_agnostic=_class_agnostic(engine.class_names, dataset)),
             speed=benchmark_speed(engine, sample, warmup=warmup, runs=runs, batch_sizes=batch_sizes,
@@ -108,11 +108,14 @@ def _class_agnostic(class_names: Sequence[str], dataset: CocoDataset) -> bool:
     return len(class_names) == 1 and len(dataset.categories) > 1
 
 
-def _format(path: Path) -> str:
-    name = path.name.lower()
-    if path.suffix == ".onnx":
-        return "onnx-" + name.split(".")[-2] if name.count(".") > 1 else "onnx"
-    return {".pt": "pytorch", ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix, path.suffix.lstrip("."))
+def model_format(path: PathLike) -> str:
+    """pytorch, onnx, onnx-int8, onnx-int8-dynamic, onnx-fp16 or tensorrt, from the file name export writes."""
+    name = Path(path).name.lower()
+    if name.endswith(".onnx"):
+        precision = name[:-len(".onnx")].partition(".")[2]
+        return f"onnx-{precision}" if precision else "onnx"
+    suffix = Path(path).suffix
+    return {".pt": "pytorch", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix, suffix.lstrip("."))
 
 
 # Run in a child process by benchmark_memory: module-level, so they pickle.

@@ -134,7 +134,7 @@ class DistillationTrainer:
         self.checkpointing = checkpointing or CheckpointConfig()
         self.progress = progress
         self.on_step = on_step
-        self.class_of_category = {int(cid): int(index) for index, cid in mode_config.category_ids.items()}
+        self.class_of_category = mode_config.class_of_category
         self.class_names = self._class_names()
         images_root = Path(mode_config.images_root)
         self.train_file, self.val_file = Path(train), Path(val)

@@ -137,7 +137,7 @@ class TeacherTrainer:
                  progress: bool = True, on_step: StepCallback | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.mode = mode_config
-        self.class_of_category = {int(cid): int(index) for index, cid in mode_config.category_ids.items()}
+        self.class_of_category = mode_config.class_of_category
         images_root = Path(mode_config.images_root)
         self.train_file, self.val_file = Path(train), Path(val)
         self.train = CocoDataset(train, train_images or _existing(images_root))
