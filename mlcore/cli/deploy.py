@@ -117,9 +117,12 @@ def evaluate(
 
 
 def benchmark(
-    models: Annotated[list[Path], typer.Option("--models", help="Model files to compare (.pt, .onnx, .engine); "
-                                               "repeatable; the first is the baseline of the ratios.")],
+    models: Annotated[list[Path], typer.Option("--models", help="Model files to compare (.pt, .onnx, .engine): "
+                                               "--models a.pt b.onnx ...; the first is the baseline of the ratios.")],
     data: Annotated[Path, typer.Option("--data", help="COCO file of the split to measure on.")],
+    more_models: Annotated[Optional[list[Path]], typer.Argument(
+        help="The models after the first one of --models (typer options take one value each).",
+        show_default=False)] = None,
     output: Annotated[Path, typer.Option(help="Folder for report.md, report.json, report.png.")] = Path("benchmark"),
     teachers: Annotated[Optional[Path], typer.Option("--teachers", help="Also measure the teachers (prompted).")
                         ] = None,
@@ -132,7 +135,7 @@ def benchmark(
     """Teacher vs student vs each export: accuracy, latency, FPS, memory and size, side by side."""
     from mlcore.evaluation.commands import benchmark_models
 
-    report = benchmark_models(models, data, output, images=images, teachers=teachers, device=device, runs=runs,
+    report = benchmark_models([*models, *(more_models or [])], data, output, images=images, teachers=teachers, device=device, runs=runs,
                               batch_sizes=batch_size)
     stdout.print(report.files["markdown"].read_text() if "markdown" in report.files else "", highlight=False)
     stdout.print(f"report: {', '.join(str(path) for path in report.files.values())}", highlight=False)

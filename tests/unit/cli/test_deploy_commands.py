@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,11 +88,13 @@ def test_evaluate_predictions_equals_pycocotools_on_the_same_files(setup) -> Non
 
 def test_benchmark_writes_the_comparison_report(setup) -> None:
     out = setup["root"] / "bench"
-    invoke("benchmark", "--models", str(setup["model"]), "--data", str(setup["test"]), "--output", str(out),
-           "--runs", "2", "--batch-size", "1")
+    second = setup["root"] / "second.pt"
+    shutil.copyfile(setup["model"], second)
+    invoke("benchmark", "--models", str(setup["model"]), str(second), "--data", str(setup["test"]), "--output",
+           str(out), "--runs", "2", "--batch-size", "1")  # the form: --models M1 M2 ...
     report = json.loads((out / "report.json").read_text())
     assert (out / "report.md").is_file() and (out / "report.png").is_file()
-    assert report["rows"][0]["name"] == "best.pt"
+    assert [row["name"] for row in report["rows"]] == ["best.pt", "second.pt"]
 
 
 def test_evaluate_without_a_target_is_one_clear_error(setup) -> None:
