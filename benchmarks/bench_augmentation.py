@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -32,6 +30,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine_info  # noqa: E402
+
 GOAL = 0.10  # maximum overhead: mlcore seconds / bare Compose seconds - 1
 SIZE = 640
 DESCRIPTIONS = {
@@ -156,30 +157,6 @@ def wrapper_cost(pipeline, samples) -> float:
     return min(passes) / len(samples) * 1000
 
 
-def machine() -> dict:
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu_model": model,
-        "load_average_at_start": list(os.getloadavg()), "opencv_threads": cv2.getNumThreads(),
-        "platform": platform.platform(), "python": platform.python_version(),
-        "versions": {name: version(name) for name in ("mlcore", "albumentations", "numpy", "opencv-python-headless",
-                                                      "opencv-python", "albucore")},
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="images per pass")
@@ -189,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=HERE / "results" / "augmentation_overhead.json")
     args = parser.parse_args(argv)
 
-    info = machine()
+    info = machine_info(["albumentations", "numpy", "opencv-python-headless", "opencv-python", "albucore"],
+                        opencv_threads=cv2.getNumThreads())
     samples = make_samples(args.images, args.seed, args.max_objects)
     results = {name: measure(description, samples, args.rounds, args.seed + 1)
                for name, description in DESCRIPTIONS.items()}

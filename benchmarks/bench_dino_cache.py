@@ -24,8 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_teachers import machine_info  # noqa: E402
-from bench_validate import _proc_status_bytes, code_version  # noqa: E402
+from machine import code_version, machine_info, status_bytes  # noqa: E402
 
 MEASUREMENTS = {
     "fill": "frozen stages (Swin-T backbone, BERT text encoder, fusion encoder) for one image and prompt, no grad",
@@ -110,7 +109,7 @@ def run_child(kind: str, settings: dict, result: Path, work: Path) -> None:
         if interleaved:
             details["interleaved_cached_seconds"] = interleaved
     result.write_text(json.dumps({"seconds": seconds, "load_seconds": load_seconds,
-                                  "peak_rss_bytes": _proc_status_bytes("VmHWM"),
+                                  "peak_rss_bytes": status_bytes("VmHWM"),
                                   "torch_threads": torch.get_num_threads(), "details": details}))
 
 
@@ -151,7 +150,7 @@ def main() -> None:
     output = args.output or (args.work / "dino_cache_quick.json" if args.quick
                              else HERE / "results" / "dino_cache_cpu.json")
     args.work.mkdir(parents=True, exist_ok=True)
-    machine, started = machine_info(), time.perf_counter()
+    machine, started = machine_info(["torch", "transformers", "peft"]), time.perf_counter()
     runs = {}
     for kind in MEASUREMENTS:  # fill first: it writes the cache the other two read
         runs[kind] = measure(kind, settings, args.work, args.timeout)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -29,6 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from machine import code_version, machine_info  # noqa: E402
 
 RESULTS = {"quality": HERE / "results" / "distillation_quality_cpu.json",
            "throughput": HERE / "results" / "teacher_labelling_cpu.json"}
@@ -186,15 +186,14 @@ def main() -> None:
     if args.quick:
         args.images, args.teacher_epochs, args.student_epochs, args.throughput_images = 15, 1, 2, 2
         args.dino_preset = args.sam_preset = "tiny"
-    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "load_average": os.getloadavg()}
+    machine = machine_info(["torch", "transformers", "peft", "ultralytics"])
     parts = {"quality": quality, "throughput": throughput}
     for name, measure in parts.items():
         if args.part not in ("all", name):
             continue
         work = Path(tempfile.mkdtemp(prefix=f"mlcore-bench-{name}-"))
         try:
-            record = {"machine": machine, "quick": args.quick, name: measure(work, args)}
+            record = {"machine": machine, "code": code_version(), "quick": args.quick, name: measure(work, args)}
         finally:
             shutil.rmtree(work, ignore_errors=True)
         output = (args.output_dir / RESULTS[name].name) if args.output_dir else RESULTS[name]

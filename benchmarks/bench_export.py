@@ -34,13 +34,11 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +47,14 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-from bench_validate import _cpu_model, code_version  # noqa: E402
+from machine import code_version, loads, machine_info  # noqa: E402
 
 RESULT = HERE / "results" / "export_cpu.json"
 QUICK_RESULT = HERE / ".cache" / "export_cpu_quick.json"
 MODELS = ("fp32", "mlcore_int8", "ultralytics_int8")
+EXPORT_PACKAGES = ("onnxruntime", "onnx", "ultralytics", "torch", "transformers", "numpy")
 GOALS = {"latency_vs_fp32": 0.5, "latency_vs_ultralytics_int8": 0.5, "map50_95_drop_points": 1.0}
 SPLIT = "train:0.6,val:0.2,test:0.2"
-
-
-def loads() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 # --- 1. data and student -------------------------------------------------------------------------------------------
@@ -375,19 +370,6 @@ def teachers_vs_student(paths: dict[str, Path], images: list[Path], class_names:
 
 # --- the run -------------------------------------------------------------------------------------------------------
 
-def machine_info() -> dict[str, Any]:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu_model": _cpu_model(),
-            "load_average_at_start": loads(), "platform": platform.platform(), "python": platform.python_version(),
-            "gpu": None, "versions": {package: version(package) for package in
-                                      ("onnxruntime", "onnx", "ultralytics", "torch", "transformers", "numpy")}}
-
-
 def goals(scores: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for basis in ("predict", "forward"):
@@ -462,7 +444,7 @@ def main() -> None:
     width, height = (int(side) for side in args.image_size.lower().split("x"))
     work = args.work or Path(tempfile.mkdtemp(prefix="mlcore-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"machine": machine_info(), "code": code_version(), "quick": args.quick,
+    record: dict[str, Any] = {"machine": machine_info(EXPORT_PACKAGES, gpu=None), "code": code_version(), "quick": args.quick,
                               "settings": {key: str(value) if isinstance(value, Path) else value
                                            for key, value in vars(args).items()},
                               "goals_asked": GOALS, "phases": []}

@@ -29,7 +29,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -39,12 +38,13 @@ import threading
 import time
 import urllib.request
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
+sys.path.insert(0, str(HERE))
+from machine import PROJECT, code_version, loads, machine_info  # noqa: E402
+
 RESULT = HERE / "results" / "orchestration_cpu.json"
 LOGS = HERE / ".cache" / "orchestration"
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -52,10 +52,6 @@ GOAL = 0.10
 TASK_NAMES = ("make_demo_data_task", "validate_dataset_task", "train_teacher_task", "train_student_task",
               "export_model_task", "evaluate_teachers_task", "evaluate_model_task", "benchmark_models_task",
               "report_task", "store_run_task")
-
-
-def loads() -> list[float]:
-    return [round(value, 2) for value in os.getloadavg()]
 
 
 def free_port() -> int:
@@ -287,36 +283,6 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def code_info() -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=30,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    changed = git("status", "--porcelain", "--", "mlcore", "flows", "tasks")
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changed.splitlines() if changed else []}
-
-
-def machine_info() -> dict[str, Any]:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    model = None
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "load_average_at_start": loads(), "platform": platform.platform(), "python": platform.python_version(),
-            "versions": {package: version(package) for package in ("prefect", "torch", "ultralytics", "onnxruntime")}}
-
-
 def table(record: dict[str, Any]) -> str:
     lines = []
     for mode, run in record["runs"].items():
@@ -351,7 +317,7 @@ def main() -> None:
         child(args.child, args.run_dir, args.store, args.quick)
         return
     started = time.perf_counter()
-    record: dict[str, Any] = {"machine": machine_info(), "code": code_info(),
+    record: dict[str, Any] = {"machine": machine_info(["prefect", "torch", "ultralytics", "onnxruntime"]), "code": code_version(),
                               "date": datetime.now().astimezone().isoformat(timespec="seconds"),
                               "goal": {"overhead_share_below": GOAL}, "runs": {}}
     for mode in [mode.strip() for mode in args.modes.split(",") if mode.strip()]:

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_validate import _child_status_bytes, _cpu_model, _proc_status_bytes, code_version  # noqa: E402
+from machine import code_version, machine_info, status_bytes  # noqa: E402
 
 INTERLEAVED_CACHED_STEPS = 3  # cached steps after each recompute step, in the same process
 MEASUREMENTS = {
@@ -57,7 +54,7 @@ def run_child(kind: str, settings: dict, result: Path, work: Path) -> None:
     )
 
     torch.manual_seed(0)
-    rss_start = _proc_status_bytes("VmRSS")
+    rss_start = status_bytes("VmRSS")
     started = time.perf_counter()
     if kind == "dino":
         teacher = load_grounding_dino(settings["dino_preset"], random_init=True)
@@ -67,7 +64,7 @@ def run_child(kind: str, settings: dict, result: Path, work: Path) -> None:
         model = apply_lora_to_sam(teacher.model)
     load_seconds = time.perf_counter() - started
     report = verify_lora_freezing(model)
-    rss_loaded = _proc_status_bytes("VmRSS")
+    rss_loaded = status_bytes("VmRSS")
     model.train()
     optimizer = steps.adamw(model)
     details: dict = {}
@@ -123,7 +120,7 @@ def run_child(kind: str, settings: dict, result: Path, work: Path) -> None:
     warmup = 0 if kind == "sam_encode" else settings["warmup"]
     result.write_text(json.dumps({
         "seconds": seconds[warmup:], "warmup_seconds": seconds[:warmup], "load_seconds": load_seconds,
-        "peak_rss_bytes": _proc_status_bytes("VmHWM"), "rss_at_start_bytes": rss_start,
+        "peak_rss_bytes": status_bytes("VmHWM"), "rss_at_start_bytes": rss_start,
         "rss_after_load_bytes": rss_loaded, "torch_threads": torch.get_num_threads(),
         "parameters": {"total": report.total, "trainable": report.trainable, "ratio": report.ratio,
                        "adapted_modules": len(report.trainable_modules)},
@@ -145,7 +142,7 @@ def measure(kind: str, settings: dict, work: Path, timeout: float) -> dict:
             try:
                 returncode = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                peak = _child_status_bytes(child.pid, "VmHWM")
+                peak = status_bytes("VmHWM", child.pid)
                 child.kill()
                 child.wait()
                 return {"timed_out": True, "peak_rss_bytes": peak, "process_seconds": time.perf_counter() - started}
@@ -165,21 +162,6 @@ def summarise(run: dict) -> dict:
     return {"median_seconds": round(statistics.median(run["seconds"]), 4), "min_seconds": round(min(run["seconds"]), 4),
             "timed": len(run["seconds"]), "peak_rss_bytes": run["peak_rss_bytes"],
             "peak_rss_gib": round(run["peak_rss_bytes"] / 2**30, 2), "parameters": run["parameters"]}
-
-
-def machine_info() -> dict:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    with open("/proc/meminfo") as handle:
-        memory = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemTotal:"))
-    return {"cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "cpu_model": _cpu_model(),
-            "memory_bytes": memory, "load_average_at_start": os.getloadavg(), "platform": platform.platform(),
-            "python": platform.python_version(),
-            "versions": {p: version(p) for p in ("mlcore", "torch", "transformers", "peft")}}
 
 
 def print_table(result: dict) -> None:
@@ -228,7 +210,7 @@ def main() -> None:
     output = args.output or (args.work / "teachers_cpu_quick.json" if args.quick
                              else HERE / "results" / "teachers_cpu.json")
     args.work.mkdir(parents=True, exist_ok=True)
-    machine, code = machine_info(), code_version()
+    machine, code = machine_info(["torch", "transformers", "peft"]), code_version()
     started = time.perf_counter()
     runs = {}
     for kind in MEASUREMENTS:  # sam_encode first: it writes the embeddings sam_cached trains on

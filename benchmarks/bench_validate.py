@@ -12,10 +12,7 @@ Goals (from the project): validation within 2x of pycocotools' load time, peak m
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -23,11 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from machine import code_version, machine_info, status_bytes  # noqa: E402
 from make_coco_scale import FULL_ANNOTATIONS, FULL_IMAGES, generate  # noqa: E402
 
 TIME_GOAL = 2.0  # mlcore's wall time / pycocotools COCO()'s
@@ -64,24 +61,15 @@ def run_child(kind: str, data: Path, result: Path, scratch: Path) -> None:
             return {"images": len(parsed["images"]), "annotations": len(parsed["annotations"])}
     else:
         raise SystemExit(f"unknown measurement {kind!r}")
-    rss_before = _proc_status_bytes("VmRSS")
+    rss_before = status_bytes("VmRSS")
     started = time.perf_counter()
     details = call()
     seconds = time.perf_counter() - started
     # VmHWM, not ru_maxrss: Linux carries the parent's peak into a child's ru_maxrss across fork + exec.
     result.write_text(json.dumps({
-        "seconds": seconds, "peak_rss_bytes": _proc_status_bytes("VmHWM"), "rss_after_imports_bytes": rss_before,
+        "seconds": seconds, "peak_rss_bytes": status_bytes("VmHWM"), "rss_after_imports_bytes": rss_before,
         "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "details": details,
     }))
-
-
-def _proc_status_bytes(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (given there in KiB)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
 
 
 # --- parent side ---------------------------------------------------------------------------------------------------
@@ -100,7 +88,7 @@ def measure(kind: str, data: Path, work: Path, timeout: float) -> dict:
                 returncode = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 # Its peak so far is still worth having: a lower bound, like the time.
-                peak = _child_status_bytes(child.pid, "VmHWM")
+                peak = status_bytes("VmHWM", child.pid)
                 child.kill()
                 child.wait()
                 return {"seconds": timeout, "peak_rss_bytes": peak, "process_seconds": time.perf_counter() - started,
@@ -113,17 +101,6 @@ def measure(kind: str, data: Path, work: Path, timeout: float) -> dict:
         return run
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _child_status_bytes(pid: int, field: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def dataset(work: Path, scale: float, seed: int, masks_only: bool = False) -> tuple[Path, dict]:
@@ -146,55 +123,6 @@ def warm_page_cache(path: Path) -> None:
     with open(path, "rb") as handle:
         while handle.read(1 << 24):
             pass
-
-
-def machine_info() -> dict:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    memory = None
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemTotal:"):
-                memory = int(line.split()[1]) * 1024
-    return {
-        "cpu_count": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(), "memory_bytes": memory, "load_average_at_start": os.getloadavg(),
-        "platform": platform.platform(), "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("mlcore", "msgspec", "pycocotools", "numpy", "pydantic")},
-    }
-
-
-def code_version() -> dict:
-    """The commit measured, mlcore's uncommitted changes then, and a hash of its sources: compare results per code."""
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True,
-                                  check=True).stdout.rstrip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    changes = git("status", "--porcelain", "--", "mlcore")
-    sources = hashlib.sha256()
-    for path in sorted((HERE.parent / "mlcore").rglob("*.py")):
-        sources.update(path.relative_to(HERE.parent).as_posix().encode() + b"\0" + path.read_bytes())
-    return {"commit": git("rev-parse", "HEAD"),
-            "mlcore_uncommitted": changes.splitlines() if changes is not None else None,
-            "mlcore_sources_sha256": sources.hexdigest()}
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def summarise(runs: list[dict], file_size: int) -> dict:
@@ -250,7 +178,7 @@ def main() -> None:
     output = args.output or HERE / "results" / (f"validate_coco_scale{suffix}.json" if full
                                                 else f"validate_coco_scale_s{args.scale:g}{suffix}.json")
     args.work.mkdir(parents=True, exist_ok=True)
-    machine, code = machine_info(), code_version()
+    machine, code = machine_info(["msgspec", "pycocotools", "numpy", "pydantic"]), code_version()
     path, counts = dataset(args.work, args.scale, args.seed, args.masks_only)
     size = path.stat().st_size
     warm_page_cache(path)

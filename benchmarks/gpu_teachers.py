@@ -27,11 +27,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from machine import code_version, package_versions  # noqa: E402
 
 EXIT_NO_CUDA = 2
 GIB = 2**30
@@ -241,14 +241,8 @@ def print_summary(name: str, summary: dict) -> None:
 
 
 def machine_info(torch, device) -> dict:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
     info = {"platform": platform.platform(), "python": platform.python_version(),
-            "versions": {p: version(p) for p in ("mlcore", "torch", "transformers", "peft")},
+            "versions": package_versions(("mlcore", "torch", "transformers", "peft")),
             "torch_cuda": torch.version.cuda, "device_type": device.type}
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
@@ -256,12 +250,6 @@ def machine_info(torch, device) -> dict:
                      "capability": list(torch.cuda.get_device_capability(device)),
                      "bf16_supported": torch.cuda.is_bf16_supported()})
     return info
-
-
-def code_version() -> dict:
-    from bench_validate import code_version as validate_code_version
-
-    return validate_code_version()
 
 
 if __name__ == "__main__":
