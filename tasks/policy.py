@@ -3,8 +3,9 @@
 - Retries: only for transient failures (I/O and network errors, CUDA / runtime errors, out of memory). A user error
   (MlcoreError: a bad dataset, config or model) and a bug (anything else) fail at once; a stage that ran out of
   time is not retried either, as it would run out again.
-- Cache keys: the stage name, the code version, the stage's parameters (upstream stages' records included) and the
-  sha256 of every input file the stage names, so a rerun with the same data, settings and code skips the stages that
+- Cache keys: the stage name, the code version, the stage's parameters (upstream stages' records included), the
+  sha256 of every input file the stage names and, for a prepared COCO file, its images' fingerprint (names, sizes,
+  mtimes, recorded by validate), so a rerun with the same data, settings and code skips the stages that
   finished, and any change reruns that stage and everything after it. Results live in the run folder
   (`<run>/.cache/results`): deleting the run folder forgets them.
 - Stage folders: training resumes from its checkpoints only when they were written under the same cache key; a
@@ -27,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mlcore.data.mode_config import MODE_CONFIG_NAME
 from mlcore.errors import MlcoreError
 
 RESULTS_FOLDER = Path(".cache") / "results"
@@ -108,9 +110,19 @@ def stage_key(stage: str, parameters: Mapping[str, Any], files: Iterable[str] = 
         value = parameters.get(name)
         paths = value if isinstance(value, (list, tuple)) else [value]
         hashed[name] = [file_sha256(path) if path is not None else None for path in paths]
+        hashed[f"{name}:images"] = [images_fingerprint_beside(path) for path in paths if path is not None]
     payload = {"stage": stage, "code": code_version(), "parameters": _plain(dict(parameters)), "files": hashed}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{stage}-{digest[:40]}"
+
+
+def images_fingerprint_beside(path: str | Path) -> str | None:
+    """The images' fingerprint validate recorded beside a prepared COCO file (in its folder's .mode_config.json):
+    a replaced image reruns the stages even though the annotation file is the same."""
+    config = Path(path).parent / MODE_CONFIG_NAME
+    if Path(path).suffix != ".json" or not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("images_fingerprint")
 
 
 def stage_cache_key(*files: str) -> Callable[[Any, dict[str, Any]], str]:

@@ -5,6 +5,7 @@ Every object is drawn from its own polygon, so the polygon is the ground-truth m
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mlcore.data.masks import polygon_area
-from mlcore.io import write_json_atomic
+from mlcore.io import atomic_open, write_json_atomic
 
 DemoMode = Literal["both", "boxes", "masks"]
 CATEGORIES = [
@@ -77,7 +78,7 @@ def make_demo_dataset(
             annotation["segmentation"] = [polygon] if mode in ("both", "masks") else []
             annotations.append(annotation)
         file_name = f"shapes_{image_id:04d}.jpg"
-        image.save(output_dir / "images" / file_name, quality=92)
+        _save_if_changed(image, output_dir / "images" / file_name)
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
     annotation_file = output_dir / "annotations.json"
     write_json_atomic(annotation_file, {
@@ -88,3 +89,14 @@ def make_demo_dataset(
         "categories": CATEGORIES,
     })
     return annotation_file
+
+
+def _save_if_changed(image: Image.Image, path: Path) -> None:
+    """Leave an identical file untouched: a regenerated demo keeps its images' mtimes, so cached stages still hit."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    data = buffer.getvalue()
+    if path.is_file() and path.read_bytes() == data:
+        return
+    with atomic_open(path) as handle:
+        handle.write(data)

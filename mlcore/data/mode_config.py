@@ -38,6 +38,9 @@ class ModeConfig(BaseModel):
     source_dataset: str = Field(description="The user's annotation file it was made from.")
     source_sha256: str = Field(description="sha256 of the user's file.")
     images_root: str
+    images_fingerprint: str | None = Field(
+        None, description="sha256 of the images' names, sizes and mtimes: a replaced image changes it (and so the "
+                          "pipeline's cache keys) even when the annotation file stays the same.")
     mode_evidence: ModeEvidence
     statistics: DatasetStatistics
 

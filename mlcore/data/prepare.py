@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from mlcore.data.coco_reader import RawCoco, read_coco
 from mlcore.data.coco_writer import write_coco
 from mlcore.data.findings import Finding, Findings, Severity
-from mlcore.data.images import ImageCheck, choose_image_root
+from mlcore.data.images import ImageCheck, choose_image_root, images_fingerprint
 from mlcore.data.mode import (AnnotationMode, ModeEvidence, detect_mode, distillation_template, recommended_student,
                               recommended_teachers)
 from mlcore.data.mode_config import DISTILLATION_LOSSES, MODE_CONFIG_NAME, DistillationSettings, ModeConfig
@@ -127,7 +127,9 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
                                                      losses=DISTILLATION_LOSSES[annotation_mode]),
             dataset=str(cleaned), dataset_sha256=cleaned_sha256, source_dataset=str(annotation_file),
             source_sha256=raw.sha256,
-            images_root=str(images_root), mode_evidence=evidence, statistics=statistics,
+            images_root=str(images_root),
+            images_fingerprint=images_fingerprint(images_root, [image.file_name for image in data.images]),
+            mode_evidence=evidence, statistics=statistics,
         )
         report.outputs["mode_config"] = str(mode_config.write(output_dir))
         if configs_dir is not None:

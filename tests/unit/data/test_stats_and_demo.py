@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -50,3 +51,15 @@ def test_demo_data_is_reproducible(tmp_path):
     first = make_demo_dataset(tmp_path / "a", num_images=5, seed=9).read_text()
     second = make_demo_dataset(tmp_path / "b", num_images=5, seed=9).read_text()
     assert first == second
+
+
+def test_regenerating_the_demo_leaves_identical_images_untouched(tmp_path):
+    """The pipeline regenerates the demo on every run; unchanged images keep their mtimes, so cached stages hit."""
+    make_demo_dataset(tmp_path, num_images=4, seed=9)
+    image = tmp_path / "images" / "shapes_0001.jpg"
+    before = image.stat().st_mtime_ns
+    os.utime(image, ns=(before - 10**9, before - 10**9))  # as if written a second earlier
+    make_demo_dataset(tmp_path, num_images=4, seed=9)
+    assert image.stat().st_mtime_ns == before - 10**9
+    make_demo_dataset(tmp_path, num_images=4, seed=10)  # other content: rewritten
+    assert image.stat().st_mtime_ns != before - 10**9

@@ -94,3 +94,22 @@ def test_outside_a_task_run_nothing_is_moved(tmp_path: Path) -> None:
     (folder / "last.pt").write_text("x")
     assert prepare_stage_dir(folder, None) is False
     assert (folder / "last.pt").exists()
+
+
+def test_the_key_changes_when_an_image_is_replaced_under_the_same_name(tmp_path: Path) -> None:
+    """The annotation file's hash cannot see a replaced image; validate's fingerprint in .mode_config.json does."""
+    from mlcore.data.demo import make_demo_dataset
+    from mlcore.data.prepare import prepare_dataset
+
+    data = make_demo_dataset(tmp_path / "demo", num_images=8)
+    report = prepare_dataset(data, output_dir=tmp_path / "prepared", split="train:0.5,val:0.5", progress=False)
+    parameters = {"data": report.outputs["train"], "val": report.outputs["val"]}
+    before = stage_key("train-teacher", parameters, ("data", "val"))
+    assert stage_key("train-teacher", parameters, ("data", "val")) == before
+    split_before = Path(report.outputs["train"]).read_bytes()
+
+    image = tmp_path / "demo" / "images" / "shapes_0001.jpg"
+    image.write_bytes(image.read_bytes() + b"\0")  # same name, other bytes
+    prepare_dataset(data, output_dir=tmp_path / "prepared", split="train:0.5,val:0.5", progress=False)
+    assert Path(report.outputs["train"]).read_bytes() == split_before  # the split file is byte-identical...
+    assert stage_key("train-teacher", parameters, ("data", "val")) != before  # ...the key still changes
