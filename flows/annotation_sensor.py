@@ -1,8 +1,10 @@
 """`annotation-sensor`: emit `mlcore.annotations.updated` when an annotation file's content changes.
 
-Runs on an interval (prefect.yaml). Each run hashes the source (a local path or s3://bucket/key), compares the sha256
+Runs on an interval (prefect.yaml). Each run hashes the source (a local path or s3://bucket/key, read with the
+worker's AWS environment or the AwsCredentials block named by `aws_credentials`), compares the sha256
 with the one remembered in a Prefect Variable, and only when they differ emits the event, whose payload carries the
-file (`data`) and its `sha256`. The `training-pipeline` deployment's trigger turns the event into a training run.
+file (`data`) and its `sha256`. The `training-pipeline` deployment's trigger turns the event into a training run;
+an s3:// `data` is mirrored by the pipeline's fetch stage (give that deployment the same `aws_credentials`).
 
 The first sight of a source counts as a change: a sensor pointed at existing annotations starts one training run,
 so a new deployment trains without waiting for the next edit. To adopt a file without training, set the Variable
@@ -61,17 +63,18 @@ def _remembered_sha256(value: object) -> str | None:
 
 
 @flow(name="annotation-sensor", log_prints=True)
-def annotation_sensor(source: str, event: str = ANNOTATIONS_UPDATED, variable: str | None = None
-                      ) -> SensorResult | State:
+def annotation_sensor(source: str, event: str = ANNOTATIONS_UPDATED, variable: str | None = None,
+                      aws_credentials: str | None = None) -> SensorResult | State:
     """Emit EVENT when SOURCE's content differs from the last run's (the first run always emits).
 
     Args:
-        source: the annotation file: a local path (resolved to an absolute one) or s3://bucket/key (endpoint,
-            region and credentials from the worker's environment).
+        source: the annotation file: a local path (resolved to an absolute one) or s3://bucket/key.
         event: the event to emit; the training-pipeline deployment's trigger listens for mlcore.annotations.updated.
         variable: the Prefect Variable that remembers the last sha256; empty: derived from the source.
+        aws_credentials: name of a prefect-aws AwsCredentials block to read an s3:// source with; empty: the
+            worker's environment / AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE).
     """
-    state = fingerprint_annotations_task(source, return_state=True)
+    state = fingerprint_annotations_task(source, aws_credentials, return_state=True)
     if state.is_failed():  # a new state: returning the task's own would read "1/1 states failed"
         return Failed(message=state.message)
     seen: AnnotationFingerprint = state.result()

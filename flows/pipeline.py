@@ -1,9 +1,10 @@
 """`training-pipeline`: the product's main job, one stage per task.
 
-demo data (when no dataset is given) -> validate -> split -> train the teachers the mode needs -> distill ->
-export (+ quantize behind the accuracy gate) -> evaluate teachers vs student vs exports on the test split ->
-benchmark -> report (report.md, report.html, Prefect artifacts) -> store (the outputs worth keeping, with a verified
-manifest.json, in STORE/<run-id>: data/runs by default, or s3://bucket/prefix).
+demo data (when no dataset is given), or fetch (when it is in S3: a local copy in OUTPUT/source) -> validate ->
+split -> train the teachers the mode needs -> distill -> export (+ quantize behind the accuracy gate) -> evaluate
+teachers vs student vs exports on the test split -> benchmark -> report (report.md, report.html, Prefect artifacts)
+-> store (the outputs worth keeping, with a verified manifest.json, in STORE/<run-id>: data/runs by default, or
+s3://bucket/prefix).
 
 Every stage but the first two is cached on its inputs' content, its settings and the code version (tasks/policy.py),
 with results kept in the run folder: run the flow again with the same OUTPUT after a failure and the finished stages
@@ -23,12 +24,15 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from mlcore.data.prepare import DatasetReport
+from mlcore.errors import ConfigError
 from mlcore.reporting import PipelineRun, StageRecord
 from mlcore.storage import StorageError, new_run_id
+from tasks.aws import load_aws_credentials
 from tasks.benchmark import benchmark_models_task
 from tasks.demo import make_demo_data_task
 from tasks.evaluate import evaluate_model_task, evaluate_teachers_task
 from tasks.export import export_model_task
+from tasks.fetch import fetch_dataset_task, needs_fetch
 from tasks.policy import code_version, results_storage
 from tasks.report import report_task
 from tasks.store import StoredRun, store_run_task, store_target, stored_run_url
@@ -37,7 +41,7 @@ from tasks.train_teacher import train_teacher_task
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
-STAGE_COUNT = 9  # validate, split, teachers, student, export, evaluate, benchmark, report, store
+STAGE_COUNT = 9  # (fetch,) validate, split, teachers, student, export, evaluate, benchmark, report, store
 
 # What `mlcore demo` runs: the generated shapes dataset, tiny teachers, a small student, on the CPU, in minutes.
 DEMO_PARAMETERS: dict[str, Any] = {
@@ -111,14 +115,16 @@ def training_pipeline(
     demo_images: Annotated[int, Field(ge=6)] = 24,
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
     store: str | None = "data/runs",
+    aws_credentials: str | None = None,
 ) -> PipelineResult | State:
     """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
 
     Args:
-        data: COCO annotation JSON; empty: generate the demo shapes dataset into OUTPUT/dataset.
-        val: validation COCO JSON; empty: split DATA by SPLIT.
-        test: test COCO JSON for the final comparison; empty: the split's test part (or VAL).
-        images: image folder of DATA (default: found beside the JSON).
+        data: COCO annotation JSON, a path or s3://bucket/key (mirrored with its images into OUTPUT/source first);
+            empty: generate the demo shapes dataset into OUTPUT/dataset.
+        val: validation COCO JSON (path or s3://); empty: split DATA by SPLIT.
+        test: test COCO JSON (path or s3://) for the final comparison; empty: the split's test part (or VAL).
+        images: image folder of DATA, a path or s3://bucket/prefix (default: found beside the JSON).
         mode: annotation mode; auto detects it from the data.
         teacher_preset: tiny (CPU smoke runs) or a full-size preset name; empty: the teacher configs' presets.
         student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
@@ -135,8 +141,10 @@ def training_pipeline(
         demo_images: images in the generated demo dataset (only without DATA).
         benchmark_runs: timed runs per model in the benchmark.
         store: where the run's outputs are kept, with a verified manifest.json (sha256s, lineage): a folder (each
-            run in <folder>/<run-id>) or s3://bucket/prefix (endpoint, region and credentials from the worker's
-            environment); empty or "none": only the OUTPUT folder, which the next run into it overwrites.
+            run in <folder>/<run-id>) or s3://bucket/prefix; empty or "none": only the OUTPUT folder, which the
+            next run into it overwrites.
+        aws_credentials: name of a prefect-aws AwsCredentials block for s3:// data and store; empty: the worker's
+            environment / AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE, a role).
     """
     settings = {key: value for key, value in locals().items()}
     run_dir = Path(output).resolve()
@@ -144,9 +152,16 @@ def training_pipeline(
                                               description=f"Stages finished, run folder {run_dir}"))
     try:
         target = store_target(store)  # a location that cannot work fails now, not after hours of training
+        if aws_credentials:
+            load_aws_credentials(aws_credentials)  # so does a block name that is not on the server
         if data is None:
             data = stages.run("demo-data", make_demo_data_task, str(run_dir / "dataset"), num_images=demo_images,
                               seed=seed)
+        elif needs_fetch(data, images, val, test):
+            local = stages.run("fetch", fetch_dataset_task, data, str(run_dir / "source"), images=images, val=val,
+                               test=test, aws_credentials=aws_credentials)
+            data, images, val, test = local.data, local.images, local.val, local.test
+            stages.done(1)
         report = _validated(stages, data, images, run_dir / "prepared", None if val else split, seed, mode)
         splits = _splits(stages, report, val, test, run_dir / "prepared")
         stages.done(2)
@@ -186,12 +201,14 @@ def training_pipeline(
                           stages=stages.records, stored_at=stored_run_url(target, run_id) if target else None)
         files = stages.run("report", report_task, run)
         stages.done(8)
-        stored = stages.run("store", store_run_task, run, target, run_id) if target else None
+        stored = stages.run("store", store_run_task, run, target, run_id, aws_credentials) if target else None
         stages.done(STAGE_COUNT)
     except StageFailed as failure:  # a new state: returning the task's own would read "1/1 states failed"
         return Failed(message=str(failure))
     except StorageError as error:
         return Failed(message=f"store {store!r} cannot be used: {error}")
+    except ConfigError as error:
+        return Failed(message=str(error))
     return PipelineResult(run_dir=run_dir, report=files, recommended_model=exported.recommended,
                           stages=stages.records, stored=stored)
 
@@ -218,10 +235,14 @@ def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str |
         return result.outputs["cleaned"]
 
     if val is None:
-        splits = {name: report.outputs[name] for name in ("train", "val", "test") if name in report.outputs}
+        splits = {name: report.outputs[name] for name in ("train", "val", "test")
+                  if name in report.outputs and report.splits.get(name)}
         if "train" not in splits or "val" not in splits:
-            raise StageFailed(f"split {report.splits} has no train or no val part: give the split ratios train:..,"
-                              "val:..[,test:..], or a VAL file")
+            raise StageFailed(f"split {report.splits} (images per part) has no train or no val images: give the "
+                              "split ratios train:..,val:..[,test:..] with enough images for each part, or a VAL file")
+        if "test" in report.splits and "test" not in splits:
+            print(f"the test part of split {report.splits} got no image: teachers, student and exports are compared "
+                  "on the val part instead (use more images, a larger test ratio, or a TEST file)")
     else:
         splits = {"train": report.outputs["cleaned"], "val": checked("val", val)}
     if test is not None:

@@ -10,6 +10,8 @@ from prefect.cache_policies import NONE
 
 from mlcore.errors import DatasetError
 from mlcore.io import sha256_file
+from mlcore.storage.location import is_s3_url, split_s3_url
+from tasks.aws import s3_client_options
 from tasks.policy import retry_transient
 
 
@@ -22,14 +24,15 @@ class AnnotationFingerprint:
     size: int
 
 
-def fingerprint_annotations(source: str) -> AnnotationFingerprint:
+def fingerprint_annotations(source: str, aws_credentials: str | None = None) -> AnnotationFingerprint:
     """sha256 of a local file, or of ``s3://bucket/key`` (the sha256 recorded at upload when the object carries one,
-    as mlcore's store writes it; otherwise its bytes are read and hashed)."""
-    if source.startswith("s3://"):
+    as mlcore's store writes it; otherwise its bytes are read and hashed). AWS_CREDENTIALS: the name of a
+    prefect-aws AwsCredentials block for S3; empty: the environment and the AWS chain."""
+    if is_s3_url(source):
         from mlcore.storage.s3 import S3Store  # boto3 loads only when S3 is used
 
-        bucket, _, key = source[len("s3://"):].partition("/")
-        stored = S3Store(bucket).stat(key)  # endpoint, region and credentials from the environment
+        bucket, key = split_s3_url(source)
+        stored = S3Store(bucket, **s3_client_options(aws_credentials)).stat(key)
         return AnnotationFingerprint(source, stored.sha256, stored.size)
     path = Path(source).expanduser().resolve()
     if not path.is_file():
@@ -42,5 +45,5 @@ def fingerprint_annotations(source: str) -> AnnotationFingerprint:
 # retries once more for a local I/O hiccup. A missing file is the user's to fix and is not retried.
 @task(name="fingerprint-annotations", cache_policy=NONE, retries=1, retry_delay_seconds=5,
       retry_condition_fn=retry_transient, timeout_seconds=900)
-def fingerprint_annotations_task(source: str) -> AnnotationFingerprint:
-    return fingerprint_annotations(source)
+def fingerprint_annotations_task(source: str, aws_credentials: str | None = None) -> AnnotationFingerprint:
+    return fingerprint_annotations(source, aws_credentials)

@@ -14,6 +14,9 @@ dataset's images. Those rebuild or resume a run; a stored run is what a person s
 Retries: S3Store already retries each transient failure (connection, 5xx, throttling) with backoff. When it gives
 up, the task raises :class:`StoreUnreachable` (a ConnectionError) so Prefect tries the whole upload again later (twice);
 a permanent failure (missing bucket, no access, a bad location, a corrupt run folder) ends the task Failed at once.
+
+Credentials for an s3:// store: the worker's environment and AWS chain, or the prefect-aws AwsCredentials block
+named by `aws_credentials` (tasks/aws.py); neither is written to the logs, the artifacts or the manifest.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from mlcore.storage import (
     verify_manifest,
     write_manifest,
 )
+from mlcore.storage.location import is_s3_url
+from tasks.aws import S3Unreachable, gave_up_on_transient_failures, s3_client_options
 from tasks.policy import retry_transient
 
 TIMEOUT_SECONDS = 2 * 3600
@@ -64,7 +69,7 @@ class StoredRun:
     lineage: Lineage
 
 
-class StoreUnreachable(ConnectionError):
+class StoreUnreachable(S3Unreachable):
     """The store kept failing with transient errors after its own retries: worth another try of the whole upload."""
 
 
@@ -138,8 +143,15 @@ def run_lineage(run: PipelineRun, stored: dict[str, StoredFile]) -> Lineage:
         for entry in run.export.files:
             exports[entry["name"]] = _stored_sha256(Path(run.export.output_dir) / entry["name"], root, stored)
     return Lineage(dataset_sha256=ModeConfig.read(Path(mode_config)).dataset_sha256,
-                   dataset_source=run.dataset.dataset, teacher_adapters=adapters, student_sha256=student,
+                   dataset_source=dataset_source(run), teacher_adapters=adapters, student_sha256=student,
                    exports=exports)
+
+
+def dataset_source(run: PipelineRun) -> str:
+    """Where the dataset came from: the s3:// URL the flow was given (it trained on a local copy), else the file
+    validate read."""
+    given = run.settings.get("data")
+    return given if is_s3_url(given) else run.dataset.dataset
 
 
 def store_run(run: PipelineRun, store: ArtifactStore, run_id: str) -> StoredRun:
@@ -163,13 +175,16 @@ def store_run(run: PipelineRun, store: ArtifactStore, run_id: str) -> StoredRun:
 # Never cached: every flow run is stored as a run of its own (a rerun that reused every stage is one too).
 @task(name="store-run", retries=2, retry_delay_seconds=60, retry_condition_fn=retry_transient, cache_policy=NONE,
       timeout_seconds=TIMEOUT_SECONDS)
-def store_run_task(run: PipelineRun, store: str, run_id: str) -> StoredRun | State:
+def store_run_task(run: PipelineRun, store: str, run_id: str, aws_credentials: str | None = None
+                   ) -> StoredRun | State:
     """Store RUN at STORE (a folder or s3://bucket/prefix) as RUN_ID, with a verified manifest.json; link artifacts
-    to both."""
+    to both. AWS_CREDENTIALS: the name of a prefect-aws AwsCredentials block for an s3:// STORE; empty: the worker's
+    environment."""
     try:
-        stored = store_run(run, open_store(store), run_id)
+        options = s3_client_options(aws_credentials) if is_s3_url(store) else {}
+        stored = store_run(run, open_store(store, **options), run_id)
     except StorageError as error:
-        if _gave_up_on_transient_failures(error):
+        if gave_up_on_transient_failures(error):
             raise StoreUnreachable(str(error)) from None
         return Failed(message=str(error))
     except MlcoreError as error:
@@ -225,20 +240,9 @@ def _adapter_sha256(adapter_dir: Path, root: Path, stored: dict[str, StoredFile]
     return recorded
 
 
-def _gave_up_on_transient_failures(error: StorageError) -> bool:
-    """S3Store raises its give-up error `from None` inside the except block of the last failure, which Python keeps
-    as the error's context: transient there means the endpoint was unwell, not the request wrong."""
-    cause = error.__context__
-    if cause is None:
-        return False
-    from mlcore.storage.s3_errors import is_s3_failure, is_transient
-
-    return is_s3_failure(cause) and is_transient(cause)
-
-
 def _link(url: str) -> str:
     return url if "://" in url else Path(url).as_uri()
 
 
-__all__ = ["StoreUnreachable", "StoredRun", "run_files", "run_lineage", "store_run", "store_run_task", "store_target",
-           "stored_run_url"]
+__all__ = ["StoreUnreachable", "StoredRun", "dataset_source", "run_files", "run_lineage", "store_run", "store_run_task",
+           "store_target", "stored_run_url"]

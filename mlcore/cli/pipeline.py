@@ -6,9 +6,12 @@ recorded on that server and shows up in its UI.
 Every finished run is also stored (`--store`): its outputs worth keeping (prepared splits, teacher adapters, student
 weights, exports, evaluation, benchmark, report) with a verified manifest.json, in `data/runs/<run-id>` by default.
 The run folder (`--output`) is a workspace the next run into it reuses and overwrites; the stored copy stays as it
-was. `--store s3://bucket/prefix` keeps it in S3 (endpoint, region and credentials from the AWS environment:
-AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE); `--store none` keeps only
-the run folder.
+was. `--store s3://bucket/prefix` keeps it in S3; `--store none` keeps only the run folder.
+
+`--data s3://bucket/key.json` (and `--images`, `--val`, `--test`) reads a dataset from S3: it is mirrored into
+OUTPUT/source first (a rerun downloads only what changed). S3 endpoint, region and credentials come from the AWS
+environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE), or from the
+prefect-aws AwsCredentials block named by `--aws-credentials`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 EXIT_FAILED = 2
 STORE_HELP = ("Where the run's outputs are kept, with a verified manifest.json: a folder (each run in "
-              "<folder>/<run-id>), s3://bucket/prefix (credentials from the AWS environment), or none.")
+              "<folder>/<run-id>), s3://bucket/prefix (credentials: the AWS environment or --aws-credentials), "
+              "or none.")
 
 
 class Mode(str, Enum):
@@ -42,11 +46,15 @@ class Quantize(str, Enum):
 
 
 def pipeline(
-    data: Annotated[Path, typer.Option("--data", help="COCO annotation JSON.")],
-    val: Annotated[Optional[Path], typer.Option(help="Validation COCO JSON (default: split --data).")] = None,
-    test: Annotated[Optional[Path], typer.Option(help="Test COCO JSON for the final comparison (default: the "
-                                                 "split's test part, or --val).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: found beside it).")] = None,
+    # Text, not Path: Path("s3://bucket/key") would collapse the "//".
+    data: Annotated[str, typer.Option("--data", help="COCO annotation JSON: a path or s3://bucket/key (fetched with "
+                                      "its images into OUTPUT/source first).")],
+    val: Annotated[Optional[str], typer.Option(help="Validation COCO JSON, a path or s3:// (default: split --data).")
+                   ] = None,
+    test: Annotated[Optional[str], typer.Option(help="Test COCO JSON (path or s3://) for the final comparison "
+                                                "(default: the split's test part, or --val).")] = None,
+    images: Annotated[Optional[str], typer.Option(help="Image folder of --data, a path or s3://bucket/prefix "
+                                                  "(default: found beside the JSON).")] = None,
     mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it.")] = Mode.auto,
     teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs) or a full-size preset name "
                                                           "(default: the teacher configs').")] = None,
@@ -67,15 +75,18 @@ def pipeline(
     seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
     benchmark_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model in the benchmark.")] = 5,
     store: Annotated[str, typer.Option(help=STORE_HELP)] = "data/runs",
+    aws_credentials: Annotated[Optional[str], typer.Option(
+        "--aws-credentials", metavar="BLOCK", help="Name of a prefect-aws AwsCredentials block for s3:// data and "
+        "store (default: the AWS environment).")] = None,
 ) -> None:
     """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report,
     store."""
     run_pipeline({
-        "data": str(data), "val": _text(val), "test": _text(test), "images": _text(images), "mode": mode.value,
+        "data": data, "val": val, "test": test, "images": images, "mode": mode.value,
         "teacher_preset": teacher_preset, "student": student, "teacher_epochs": teacher_epochs,
         "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
         "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,
-        "benchmark_runs": benchmark_runs, "store": store})
+        "benchmark_runs": benchmark_runs, "store": store, "aws_credentials": aws_credentials})
 
 
 def demo(

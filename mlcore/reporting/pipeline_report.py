@@ -119,7 +119,11 @@ def _overview(run: PipelineRun) -> Section:
     items = [f"run folder: `{run.run_dir}`"]
     if run.stored_at:
         items.append(f"stored at: `{run.stored_at}` (with manifest.json: every file's sha256 and the lineage)")
-    items += [f"dataset: `{run.dataset.dataset}`", f"mode: **{run.dataset.annotation_mode}**"]
+    items.append(f"dataset: `{run.dataset.dataset}`")
+    source = str(run.settings.get("data") or "")
+    if source.startswith("s3://"):
+        items.append(f"dataset source: `{source}` (fetched into `{run.run_dir / 'source'}`)")
+    items.append(f"mode: **{run.dataset.annotation_mode}**")
     if run.student is not None:
         items.append(f"student: **{run.student.student}**")
     if run.export is not None:

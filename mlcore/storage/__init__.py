@@ -7,6 +7,8 @@
     write_manifest(store, run_id, stored, lineage)
     verify_manifest(store, run_id)
 
+    dataset = mirror_coco_dataset("s3://team-bucket/coco/annotations.json", "runs/latest/source")  # a local copy
+
 Every transfer is verified (size and sha256) and all-or-nothing; transient failures are retried, permanent ones
 (missing bucket, no access) raise one :class:`StorageError` saying where and how to fix it.
 """
@@ -30,7 +32,8 @@ from mlcore.storage.manifest import (
 )
 
 if TYPE_CHECKING:
-    from mlcore.storage.s3 import RetryPolicy, S3Store
+    from mlcore.storage.mirror import MirroredDataset, mirror_coco_dataset
+    from mlcore.storage.s3 import RetryPolicy, S3Store, make_s3_client
 
 __all__ = [
     "DEFAULT_LOCAL_ROOT",
@@ -39,12 +42,15 @@ __all__ = [
     "Lineage",
     "LocalStore",
     "Manifest",
+    "MirroredDataset",
     "RetryPolicy",
     "S3Store",
     "StorageError",
     "StoredFile",
     "check_run_id",
     "join_key",
+    "make_s3_client",
+    "mirror_coco_dataset",
     "new_run_id",
     "open_store",
     "read_manifest",
@@ -55,8 +61,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # boto3 takes a while to import; load it only when S3 is used.
-    if name in ("S3Store", "RetryPolicy"):
+    if name in ("S3Store", "RetryPolicy", "make_s3_client"):
         from mlcore.storage import s3
 
         return getattr(s3, name)
+    if name in ("MirroredDataset", "mirror_coco_dataset"):
+        from mlcore.storage import mirror
+
+        return getattr(mirror, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""``open_store``: a store from what a user types (``--store``): nothing, a folder, or ``s3://bucket/prefix``."""
+"""``open_store``: a store from what a user types (``--store``): nothing, a folder, or ``s3://bucket/prefix``; and
+the small helpers that read ``s3://`` URLs."""
 
 from __future__ import annotations
 
@@ -30,11 +31,24 @@ def open_store(location: str | os.PathLike[str] | None = None, **s3_options: Any
     if scheme == "s3":
         from mlcore.storage.s3 import S3Store  # boto3 loads only when S3 is used
 
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise StorageError(f"no bucket in {text!r}", fix="write the store as s3://<bucket>/<prefix>")
-        return S3Store(bucket, prefix.strip("/"), **s3_options)
+        bucket, prefix = split_s3_url(text)
+        return S3Store(bucket, prefix, **s3_options)
     raise StorageError(
         f"unsupported store {text!r}",
         fix="use a local folder, file:///path or s3://<bucket>/<prefix> (S3-compatible services: set AWS_ENDPOINT_URL)",
     )
+
+
+def is_s3_url(location: object) -> bool:
+    """True for ``s3://...`` (any case), False for paths, None and everything else."""
+    return isinstance(location, str) and location[:5].lower() == "s3://"
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``"s3://bucket/a/b.json"`` -> ``("bucket", "a/b.json")`` (the key without surrounding slashes)."""
+    if not is_s3_url(url):
+        raise StorageError(f"not an S3 URL: {url!r}", fix="write it as s3://<bucket>/<key>")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise StorageError(f"no bucket in {url!r}", fix="write it as s3://<bucket>/<key or prefix>")
+    return bucket, key.strip("/")

@@ -58,6 +58,7 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
     multipart_chunksize=16 * MiB,  # S3's minimum part size is 5 MiB
     max_concurrency=8,
 )
+MAX_POOL_CONNECTIONS = 32  # threads sharing one client (uploads in parts, dataset mirrors) each hold a connection
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,50 @@ class RetryPolicy:
 
 
 def make_s3_client(
-    *, endpoint_url: str | None = None, region: str | None = None, retry: RetryPolicy | None = None
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    retry: RetryPolicy | None = None,
+    session: Any = None,
+    client_options: dict[str, Any] | None = None,
 ) -> Any:
-    """A boto3 S3 client; unset arguments fall back to the environment and the AWS credential chain."""
+    """A boto3 S3 client with mlcore's retry and timeout settings; unset arguments fall back to the environment and
+    the AWS credential chain.
+
+    `session` is a ready ``boto3.Session`` (e.g. ``AwsCredentials.get_boto3_session()`` of a Prefect block: its
+    keys, profile and region); `client_options` are extra ``session.client`` arguments (``endpoint_url``,
+    ``verify``, ``use_ssl``, a botocore ``config``, ...). A given ``config`` is merged over mlcore's, so its own
+    settings win.
+    """
     retry = retry or RetryPolicy()
+    options = dict(client_options or {})
     config = Config(
         retries={"mode": "standard", "total_max_attempts": retry.botocore_attempts},
         connect_timeout=10,
         read_timeout=120,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
     )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint_url or None,  # None: botocore reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself
-        region_name=region or os.environ.get("AWS_REGION") or None,
-        config=config,
-    )
+    given_config = options.pop("config", None)
+    if given_config is not None:
+        config = config.merge(given_config)
+    # None: botocore reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself
+    options["endpoint_url"] = endpoint_url or options.get("endpoint_url") or None
+    if session is None:
+        session = boto3.session.Session()
+        # botocore reads AWS_DEFAULT_REGION but not AWS_REGION, which most tools set
+        region = region or os.environ.get("AWS_REGION")
+    # a given session's own region (a block's region_name) comes before the environment's
+    options["region_name"] = region or session.region_name or os.environ.get("AWS_REGION") or None
+    return session.client("s3", config=config, **options)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing says about one object: its key (relative to the store's prefix), size and ETag."""
+
+    key: str
+    size: int
+    etag: str
 
 
 def _b64_sha256(hex_digest: str) -> str:
@@ -141,7 +171,9 @@ class S3Store(ArtifactStore):
 
     # -- the retry loop every operation goes through -------------------------------------------------------------
 
-    def _attempt(self, action: str, key: str, operation: Callable[[], T], *, bare_404_means_bucket: bool = False) -> T:
+    def attempt(self, action: str, key: str, operation: Callable[[], T], *, bare_404_means_bucket: bool = False) -> T:
+        """OPERATION's result, trying again after a transient S3 failure; a permanent one, or the last transient
+        one, becomes a StorageError naming ``s3://bucket/prefix/KEY`` (never the endpoint or the credentials)."""
         where = self.url_for(key)
         for attempt in range(1, self.retry.attempts + 1):
             try:
@@ -170,7 +202,7 @@ class S3Store(ArtifactStore):
 
     def check(self) -> None:
         """Fail now, with one clear error, if the bucket is missing or the credentials cannot reach it."""
-        self._attempt(
+        self.attempt(
             "check bucket", "", lambda: self.client.head_bucket(Bucket=self.bucket), bare_404_means_bucket=True
         )
         self._bucket_seen = True
@@ -186,7 +218,7 @@ class S3Store(ArtifactStore):
                     return None
                 raise
 
-        found = self._attempt(action, key, head)
+        found = self.attempt(action, key, head)
         if found is None and not self._bucket_seen:
             self.check()  # a missing bucket also answers HEAD with a bare 404: tell the two apart
         return found
@@ -221,7 +253,7 @@ class S3Store(ArtifactStore):
                 self.client.delete_object(Bucket=self.bucket, Key=object_key)
                 raise VerificationMismatch(problem)
 
-        self._attempt("upload", key, upload_and_check)
+        self.attempt("upload", key, upload_and_check)
         self._bucket_seen = True
         log.debug("stored %s (%d bytes)", self.url_for(key), size)
         return StoredFile(key, sha, size)
@@ -250,8 +282,12 @@ class S3Store(ArtifactStore):
                         fix="the object was changed or damaged after upload: store the run again",
                     )
 
-        self._attempt("download", key, download)
+        self.attempt("download", key, download)
         return target
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        """The object's headers (ContentLength, ETag, Metadata, ...), or None when nothing is stored under `key`."""
+        return self._head(normalize_key(key), "look up")
 
     def exists(self, key: str) -> bool:
         return self._head(normalize_key(key), "look up") is not None
@@ -279,22 +315,27 @@ class S3Store(ArtifactStore):
             with body:
                 return _hash_stream(body.iter_chunks(4 * MiB))
 
-        sha, size = self._attempt("read", key, read)
+        sha, size = self.attempt("read", key, read)
         return StoredFile(key, sha, size)
 
     def keys(self, prefix: str = "") -> list[str]:
+        return [item.key for item in self.listing(prefix)]
+
+    def listing(self, prefix: str = "") -> list[ObjectInfo]:
+        """Key, size and ETag of every object inside the folder `prefix`, sorted by key: one request per 1000."""
         prefix = normalize_key(prefix, allow_empty=True)
         folder = "/".join(part for part in (self.prefix, prefix) if part)
         list_prefix = f"{folder}/" if folder else ""
         strip = len(f"{self.prefix}/") if self.prefix else 0
 
-        def listing() -> list[str]:
+        def listing() -> list[ObjectInfo]:
             found = []
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=list_prefix):
-                found.extend(item["Key"][strip:] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
-            return sorted(found)
+                found.extend(ObjectInfo(item["Key"][strip:], int(item["Size"]), str(item.get("ETag", "")))
+                             for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+            return sorted(found, key=lambda item: item.key)
 
-        return self._attempt("list", prefix, listing)
+        return self.attempt("list", prefix, listing)
 
 
 def _hash_stream(chunks: Any) -> tuple[str, int]:

@@ -122,3 +122,11 @@ def test_a_run_that_stopped_early_still_reports_what_it_has(tmp_path: Path, miss
         run.scores, run.benchmark_rows = [], []
     text = pipeline_markdown(run)
     assert "## Dataset" in text and "## Settings" in text
+
+
+def test_a_dataset_fetched_from_s3_names_its_source(tmp_path: Path) -> None:
+    run = pipeline_run(tmp_path)
+    assert "dataset source:" not in pipeline_markdown(run)
+    run.settings["data"] = "s3://team/coco/annotations.json"
+    assert (f"dataset source: `s3://team/coco/annotations.json` (fetched into `{tmp_path / 'source'}`)"
+            in pipeline_markdown(run))
