@@ -23,6 +23,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.states import Failed, State
 from pydantic import Field
 
+from flows.gpu_stages import gpu_stage
+from flows.shards import evaluate_in_shards, label_in_shards
 from mlcore.data.prepare import DatasetReport
 from mlcore.errors import ConfigError
 from mlcore.reporting import PipelineRun, StageRecord
@@ -36,8 +38,6 @@ from tasks.fetch import fetch_dataset_task, needs_fetch
 from tasks.policy import code_version, results_storage
 from tasks.report import report_task
 from tasks.store import StoredRun, store_run_task, store_target, stored_run_url
-from tasks.train_student import train_student_task
-from tasks.train_teacher import train_teacher_task
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
@@ -116,6 +116,9 @@ def training_pipeline(
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
     store: str | None = "data/runs",
     aws_credentials: str | None = None,
+    gpu_stages: Literal["in-process", "deployments"] = "in-process",
+    label_shards: Annotated[int, Field(ge=1)] = 1,
+    eval_shards: Annotated[int, Field(ge=1)] = 1,
 ) -> PipelineResult | State:
     """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
 
@@ -145,6 +148,13 @@ def training_pipeline(
             next run into it overwrites.
         aws_credentials: name of a prefect-aws AwsCredentials block for s3:// data and store; empty: the worker's
             environment / AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE, a role).
+        gpu_stages: in-process: every stage runs in this flow run's process (so this flow runs on a GPU worker);
+            deployments: train-teachers and distill run as those deployments on the GPU pool (mlcore-gpu), so this
+            flow can run on a CPU pool. OUTPUT must then be on storage both pools' machines see, at the same path.
+        label_shards: split the teachers' labelling of the training images into this many mapped tasks before
+            distillation (on a Dask cluster's workers with the training-pipeline-dask deployment or `mlcore pipeline
+            --dask-address`: docs/SCALING.md); 1: the distill stage labels them itself.
+        eval_shards: split each evaluation's predictions into this many mapped tasks, merged and scored once.
     """
     settings = {key: value for key, value in locals().items()}
     run_dir = Path(output).resolve()
@@ -169,12 +179,19 @@ def training_pipeline(
         def cached(task: Any) -> Any:
             return task.with_options(result_storage=results_storage(run_dir))
 
-        teachers = stages.run("train-teachers", cached(train_teacher_task), splits["train"], splits["val"],
+        def on_gpu(name: str) -> Any:  # the stage here, or as its deployment on the GPU pool
+            return gpu_stage(name, via_deployment=gpu_stages == "deployments")
+
+        teachers = stages.run("train-teachers", on_gpu("train-teachers"), splits["train"], splits["val"],
                               str(run_dir / "teachers"), preset=teacher_preset, device=device, epochs=teacher_epochs)
         stages.done(3)
-        distilled = stages.run("distill", cached(train_student_task), splits["train"], splits["val"], teachers,
+        teacher_cache = str(run_dir / "teacher_cache")  # beside the stages: survives a student folder moved aside
+        if label_shards > 1:
+            stages.run("label", label_in_shards, label_shards, splits["train"], splits["val"], teachers,
+                       teacher_cache, device=device, result_storage=results_storage(run_dir))
+        distilled = stages.run("distill", on_gpu("distill"), splits["train"], splits["val"], teachers,
                                str(run_dir / "student"), student=student, epochs=student_epochs, imgsz=imgsz,
-                               device=device)
+                               device=device, teacher_cache=teacher_cache)
         stages.done(4)
         exported = stages.run("export", cached(export_model_task), str(distilled.best_path), str(run_dir / "export"),
                               formats=list(export_formats), quantize=quantize, calibration_data=splits["train"],
@@ -182,11 +199,7 @@ def training_pipeline(
         stages.done(5)
         models = [str(distilled.best_path)] + [str(exported.output_dir / entry["name"]) for entry in exported.files]
         runtime_device = device or "auto"
-        scores = [stages.run("evaluate teachers", cached(evaluate_teachers_task), teachers, splits["test"],
-                             str(run_dir / "evaluation" / "teachers"), device=runtime_device)]
-        scores += [stages.run(f"evaluate {Path(model).name}", cached(evaluate_model_task), model, splits["test"],
-                              str(run_dir / "evaluation" / Path(model).name), device=runtime_device)
-                   for model in models]
+        scores = _evaluated(stages, eval_shards, teachers, models, splits["test"], run_dir, runtime_device)
         stages.done(6)
         comparison = stages.run("benchmark", cached(benchmark_models_task), models, splits["test"],
                                 str(run_dir / "benchmark"), scores=scores, teachers=teachers, runs=benchmark_runs,
@@ -249,6 +262,27 @@ def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str |
         splits["test"] = checked("test", test)
     splits.setdefault("test", splits["val"])
     return splits
+
+
+def _evaluated(stages: _Stages, shards: int, teachers: Any, models: list[str], test: str, run_dir: Path,
+               device: str) -> list[Any]:
+    """Teachers and every model scored on TEST, each into evaluation/<name>: one task each, or SHARDS mapped
+    prediction tasks merged and scored once."""
+    storage, folder = results_storage(run_dir), run_dir / "evaluation"
+    targets = [("teachers", {"teachers": teachers})] + [(Path(model).name, {"model": model}) for model in models]
+    scores = []
+    for name, target in targets:
+        output = str(folder / name)
+        if shards > 1:
+            scores.append(stages.run(f"evaluate {name}", evaluate_in_shards, shards, test, output, device=device,
+                                     result_storage=storage, **target))
+        elif "teachers" in target:
+            scores.append(stages.run(f"evaluate {name}", evaluate_teachers_task.with_options(result_storage=storage),
+                                     teachers, test, output, device=device))
+        else:
+            scores.append(stages.run(f"evaluate {name}", evaluate_model_task.with_options(result_storage=storage),
+                                     target["model"], test, output, device=device))
+    return scores
 
 
 def demo_parameters(**overrides: Any) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Scoring a model or the teachers on a labelled split as Prefect tasks: thin wrappers over `mlcore.evaluation`."""
+"""Scoring a model or the teachers on a labelled split as Prefect tasks: thin wrappers over `mlcore.evaluation`.
+
+In shards (flows/shards.py maps them): `predict_shard_task` on each worker writes its part of the split's predictions
+into OUTPUT/shards/, then `score_shards_task` merges them and scores once (mAP is not additive over images), writing
+the same metrics.json, PR curves and predictions.json as `evaluate_model_task` / `evaluate_teachers_task`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from prefect import task
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
-from mlcore.evaluation.commands import evaluate_target, model_format
+from mlcore.evaluation.commands import evaluate_shards, evaluate_target, model_format, predict_target_shard
+from mlcore.evaluation.shards import Shard, ShardFile, shard_file_name
 from mlcore.reporting import ModelScores
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
@@ -44,3 +50,39 @@ def evaluate_teachers_task(teachers: str | TeacherTrainingResult, data: str, out
         release_accelerator_memory()
     return ModelScores(name="teachers", kind="teachers", path=str(folder), metrics=result.metrics(),
                        num_images=result.num_images, output_dir=output, seconds=result.seconds)
+
+
+# One worker's part of the evaluation of the model (or the teachers: their stage's record, or a folder); cached on
+# the model file's and the split's content and the shard.
+@task(name="predict-shard", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      cache_key_fn=stage_cache_key("model", "data"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
+def predict_shard_task(data: str, output: str, shard: int = 0, shards: int = 1, model: str | None = None,
+                       teachers: str | TeacherTrainingResult | None = None, device: str = "auto"
+                       ) -> ShardFile | State:
+    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
+    try:
+        part = Shard(shard, shards)
+        return predict_target_shard(data, part, Path(output) / "shards" / shard_file_name(part), model=model,
+                                    teachers=folder, device=device, progress=False)
+    except MlcoreError as error:
+        return Failed(message=str(error))
+    finally:
+        release_accelerator_memory()
+
+
+# The merge of every shard's predictions, scored once; cached on the split's and the shard files' content.
+@task(name="score-shards", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
+      cache_key_fn=stage_cache_key("data", "shard_files"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
+def score_shards_task(data: str, shard_files: list[str], output: str, model: str | None = None,
+                      teachers: str | TeacherTrainingResult | None = None) -> ModelScores | State:
+    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
+    try:
+        result, _ = evaluate_shards(data, shard_files, output=output)
+    except MlcoreError as error:
+        return Failed(message=str(error))
+    if folder is not None:
+        return ModelScores(name="teachers", kind="teachers", path=str(folder), metrics=result.metrics(),
+                           num_images=result.num_images, output_dir=output, seconds=result.seconds)
+    return ModelScores(name=Path(str(model)).name, kind=model_format(str(model)), path=str(model),
+                       metrics=result.metrics(), num_images=result.num_images, output_dir=output,
+                       seconds=result.seconds)

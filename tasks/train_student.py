@@ -30,6 +30,7 @@ def _markdown(result: DistillationResult) -> str:
 # Like the teacher task: cached on the data, the teachers' record and the settings; retried (resuming from its own
 # checkpoints and teacher-label cache) only on transient failures; user errors end as a Failed state.
 # `teachers` is the teacher stage's record in the pipeline (so new teachers mean a new student), or a folder.
+# `teacher_cache`: the teacher-label folder the labelling shards filled (tasks/label.py); then no teacher call is left.
 @task(name="train-student", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
       timeout_seconds=TIMEOUT_SECONDS)
@@ -46,13 +47,15 @@ def train_student_task(
     device: str | None = None,
     config_files: list[str] | None = None,
     resume: bool = False,
+    teacher_cache: str | None = None,
 ) -> DistillationResult | State:
     teachers_dir = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
     try:
         resume = prepare_stage_dir(output, current_stage_key()) or resume
         result = train_student(data, val, output, teachers=teachers_dir, student=student, unlabeled=unlabeled,
                                epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
-                               config_files=config_files or [], resume=resume, progress=False)
+                               config_files=config_files or [], resume=resume, progress=False,
+                               teacher_cache=teacher_cache)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:

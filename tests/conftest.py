@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # flows/__init__.py sets this too, but it only counts if set before Prefect is first imported.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "mlcore")
+# mlcore code the tests call outside any flow (verify_manifest, ...) logs locally instead of warning about the API.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 @pytest.fixture(scope="session")

@@ -78,6 +78,12 @@ def pipeline(
     aws_credentials: Annotated[Optional[str], typer.Option(
         "--aws-credentials", metavar="BLOCK", help="Name of a prefect-aws AwsCredentials block for s3:// data and "
         "store (default: the AWS environment).")] = None,
+    shards: Annotated[int, typer.Option(min=1, help="Split teacher labelling and each evaluation into N image "
+                                        "shards, run as mapped tasks: on the Dask cluster of --dask-address, else in "
+                                        "threads of this process (docs/SCALING.md).")] = 1,
+    dask_address: Annotated[Optional[str], typer.Option(
+        "--dask-address", envvar="MLCORE_DASK_ADDRESS", metavar="tcp://HOST:8786",
+        help="Dask scheduler whose workers run the shards (needs the cluster extra and PREFECT_API_URL).")] = None,
 ) -> None:
     """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report,
     store."""
@@ -86,7 +92,8 @@ def pipeline(
         "teacher_preset": teacher_preset, "student": student, "teacher_epochs": teacher_epochs,
         "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
         "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,
-        "benchmark_runs": benchmark_runs, "store": store, "aws_credentials": aws_credentials})
+        "benchmark_runs": benchmark_runs, "store": store, "aws_credentials": aws_credentials,
+        "label_shards": shards, "eval_shards": shards}, dask_address=dask_address)
 
 
 def demo(
@@ -99,19 +106,24 @@ def demo(
     device: Annotated[Optional[str], typer.Option(help="Default cpu, so the demo behaves the same everywhere.")
                       ] = None,
     store: Annotated[Optional[str], typer.Option(help=STORE_HELP + " Default: data/runs.")] = None,
+    shards: Annotated[Optional[int], typer.Option(min=1, help="Teacher labelling and evaluation as N mapped "
+                                                  "shard tasks (in threads here; docs/SCALING.md).")] = None,
 ) -> None:
     """Generate a small shapes dataset and run the whole pipeline on it with tiny models (a few minutes on a CPU)."""
     from flows.pipeline import demo_parameters  # flows/ sets Prefect's defaults before Prefect loads
 
     run_pipeline(demo_parameters(output=_text(output), demo_images=images, teacher_epochs=teacher_epochs,
-                                 student_epochs=student_epochs, imgsz=imgsz, device=device, store=store))
+                                 student_epochs=student_epochs, imgsz=imgsz, device=device, store=store,
+                                 label_shards=shards, eval_shards=shards))
 
 
-def run_pipeline(parameters: dict[str, Any]) -> None:
-    """Run the flow; print where the report is, or the failing stage's message (exit code 2)."""
+def run_pipeline(parameters: dict[str, Any], dask_address: str | None = None) -> None:
+    """Run the flow (its shards on the Dask cluster at DASK_ADDRESS when given); print where the report is, or the
+    failing stage's message (exit code 2)."""
     from flows.pipeline import training_pipeline
+    from flows.shards import with_task_runner
 
-    state = training_pipeline(**parameters, return_state=True)
+    state = with_task_runner(training_pipeline, dask_address)(**parameters, return_state=True)
     if state.is_failed():
         stderr.print("[bold red]pipeline failed[/]: ", end="")
         stderr.print(state.message or "see the Prefect logs above", markup=False, highlight=False)

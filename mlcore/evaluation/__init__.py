@@ -8,6 +8,8 @@
 - `benchmark_speed(engine_or_fn, images)`, `benchmark_memory(fn)`, `benchmark_accuracy(engine, ...)`,
   `comparison_report(entries, output_dir)` (report.md, report.json, report.png).
 - `coco_map(...)` and `evaluate_student(student, ...)`: the flat numbers the training loops log.
+- Shards: `predict_engine` / `predict_teacher` (one `Shard` of a split) -> `merge_shards` -> `score_predictions`,
+  the same numbers as one run (`commands.predict_target_shard` and `commands.evaluate_shards` wrap them).
 
 Names are imported on first use: `benchmark_memory`'s child process, and scoring a results file, then start without
 torch (which the engine and student modules import).
@@ -24,16 +26,18 @@ from mlcore.evaluation.coco_map import coco_map, mask_to_rle
 
 _MODULE_OF = {
     "PRCurve": "curves", "plot_pr_curves": "curves",
-    "EvaluationResult": "evaluate", "InferenceEngine": "evaluate", "benchmark_accuracy": "evaluate",
-    "evaluate_engine": "evaluate", "evaluate_results_file": "evaluate", "write_evaluation": "evaluate",
+    "EvaluationResult": "evaluate", "InferenceEngine": "evaluate", "Predictions": "evaluate",
+    "benchmark_accuracy": "evaluate", "evaluate_engine": "evaluate", "evaluate_results_file": "evaluate",
+    "predict_engine": "evaluate", "score_predictions": "evaluate", "write_evaluation": "evaluate",
     "MemoryResult": "memory", "benchmark_memory": "memory",
     "ClassAP": "metrics", "CocoScores": "metrics", "MapResult": "metrics", "compute_iou": "metrics",
     "compute_map": "metrics", "compute_precision_recall": "metrics",
     "ComparisonReport": "report", "ReportEntry": "report", "comparison_report": "report",
     "read_results": "results", "write_results": "results",
+    "Shard": "shards", "ShardFile": "shards", "merge_shards": "shards",
     "BatchSpeed": "speed", "SpeedResult": "speed", "benchmark_speed": "speed", "environment": "speed",
     "evaluate_student": "student_eval",
-    "evaluate_teacher": "teacher_scores",
+    "evaluate_teacher": "teacher_scores", "predict_teacher": "teacher_scores",
 }
 
 __all__ = sorted([*_MODULE_OF, "coco_map", "mask_to_rle"])
@@ -56,9 +60,12 @@ if TYPE_CHECKING:
     from mlcore.evaluation.evaluate import (
         EvaluationResult,
         InferenceEngine,
+        Predictions,
         benchmark_accuracy,
         evaluate_engine,
         evaluate_results_file,
+        predict_engine,
+        score_predictions,
         write_evaluation,
     )
     from mlcore.evaluation.memory import MemoryResult, benchmark_memory
@@ -72,6 +79,7 @@ if TYPE_CHECKING:
     )
     from mlcore.evaluation.report import ComparisonReport, ReportEntry, comparison_report
     from mlcore.evaluation.results import read_results, write_results
+    from mlcore.evaluation.shards import Shard, ShardFile, merge_shards
     from mlcore.evaluation.speed import BatchSpeed, SpeedResult, benchmark_speed, environment
     from mlcore.evaluation.student_eval import evaluate_student
-    from mlcore.evaluation.teacher_scores import evaluate_teacher
+    from mlcore.evaluation.teacher_scores import evaluate_teacher, predict_teacher

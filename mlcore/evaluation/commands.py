@@ -1,6 +1,8 @@
 """What `mlcore evaluate` and `mlcore benchmark` do: pick what is measured, measure it, write the files.
 
     result, files = evaluate_target("test.json", model="student/best.pt", output="eval/")
+    predict_target_shard("test.json", Shard(0, 3), "eval/shards/predictions.shard-1-of-3.json", model="best.pt")
+    result, files = evaluate_shards("test.json", ["eval/shards/...1-of-3.json", ...], output="eval/")  # = the above
     report = benchmark_models(["best.pt", "model.onnx", "model.int8.onnx"], "val.json", teachers="teachers/",
                               output="bench/")
 
@@ -18,11 +20,22 @@ from typing import Any
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import ConfigError
-from mlcore.evaluation.evaluate import EvaluationResult, evaluate_engine, evaluate_results_file, write_evaluation
+from mlcore.evaluation.coco_map import load_annotations
+from mlcore.evaluation.evaluate import (
+    EvaluationResult,
+    Predictions,
+    evaluate_engine,
+    evaluate_results_file,
+    predict_engine,
+    score_predictions,
+    write_evaluation,
+)
 from mlcore.evaluation.memory import benchmark_memory
 from mlcore.evaluation.report import ComparisonReport, ReportEntry, comparison_report
+from mlcore.evaluation.shards import Shard, ShardFile, merge_shards, write_shard
 from mlcore.evaluation.speed import benchmark_speed
-from mlcore.evaluation.teacher_scores import evaluate_teacher
+from mlcore.evaluation.teacher_scores import evaluate_teacher, predict_teacher
+from mlcore.io import sha256_file
 from mlcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -43,17 +56,46 @@ def evaluate_target(data: PathLike, *, model: PathLike | None = None, teachers: 
     if predictions is not None:
         result = evaluate_results_file(predictions, data, name=Path(predictions).name)
     else:
-        dataset = CocoDataset(data, images)
-        if teachers is not None:
-            mode, grounded_sam = _teachers(teachers, data, device)
-            result = evaluate_teacher(grounded_sam, dataset, data, mode.category_ids, progress=progress)
-        else:
-            from mlcore.inference import load_engine
-
-            engine = load_engine(model, device=device)
-            result = evaluate_engine(engine, dataset, data, batch_size=batch_size, progress=progress,
-                                     class_agnostic=_class_agnostic(engine.class_names, dataset))
+        result = score_predictions(predict_target(data, model=model, teachers=teachers, images=images, device=device,
+                                                  batch_size=batch_size, progress=progress), data)
     files = write_evaluation(result, output, predictions=predictions is None) if output is not None else {}
+    return result, files
+
+
+def predict_target(data: PathLike, *, model: PathLike | None = None, teachers: PathLike | None = None,
+                   images: PathLike | None = None, device: str = "auto", batch_size: int = 8, progress: bool = True,
+                   shard: Shard = Shard()) -> Predictions:
+    """The predictions `evaluate_target` scores, of one model or the teachers: every image, or `shard`'s."""
+    dataset = CocoDataset(data, images)
+    if teachers is not None:
+        mode, grounded_sam = _teachers(teachers, data, device)
+        return predict_teacher(grounded_sam, dataset, data, mode.category_ids, progress=progress, shard=shard)
+    from mlcore.inference import load_engine
+
+    engine = load_engine(model, device=device)
+    return predict_engine(engine, dataset, data, batch_size=batch_size, progress=progress, shard=shard,
+                          class_agnostic=_class_agnostic(engine.class_names, dataset))
+
+
+def predict_target_shard(data: PathLike, shard: Shard, output_file: PathLike, *, model: PathLike | None = None,
+                         teachers: PathLike | None = None, images: PathLike | None = None, device: str = "auto",
+                         batch_size: int = 8, progress: bool = True) -> ShardFile:
+    """One worker's part of an evaluation: `shard`'s predictions of the model or the teachers, to `output_file`."""
+    given = [name for name, value in (("--model", model), ("--teachers", teachers)) if value is not None]
+    if len(given) != 1:
+        raise ConfigError(f"a shard predicts exactly one of --model, --teachers (got {', '.join(given) or 'none'})",
+                          fix="pass one of them")
+    predicted = predict_target(data, model=model, teachers=teachers, images=images, device=device,
+                               batch_size=batch_size, progress=progress, shard=shard)
+    return write_shard(predicted, shard, output_file, data_sha256=sha256_file(data))
+
+
+def evaluate_shards(data: PathLike, shard_files: Sequence[PathLike], *, output: PathLike | None = None
+                    ) -> tuple[EvaluationResult, dict[str, Path]]:
+    """Every shard's predictions merged and scored once: what `evaluate_target` gives for the whole split."""
+    annotations = load_annotations(data)
+    result = score_predictions(merge_shards(shard_files, annotations, data_sha256=sha256_file(data)), annotations)
+    files = write_evaluation(result, output) if output is not None else {}
     return result, files
 
 

@@ -2,6 +2,8 @@
 
 - `evaluate_engine(engine, dataset, annotation_file, category_ids)`: any inference engine (PyTorch, ONNX, TensorRT;
   see `InferenceEngine` below), run the way ultralytics validates (conf 0.001, NMS IoU 0.7, 300 detections).
+  It is `predict_engine` (records of the split, or of one `Shard` of it) then `score_predictions` (pycocotools), so
+  shards predicted on several workers and merged are scored exactly as one run (mlcore.evaluation.shards).
 - `evaluate_results_file(results_json, annotation_file)`: a COCO results file, scored exactly as pycocotools would.
 - `write_evaluation(result, output_dir)`: metrics.json, pr_curves.json, one PR-curve PNG per IoU type and the
   predictions as a COCO results file.
@@ -30,6 +32,7 @@ from mlcore.evaluation.metrics import (
     selected_categories,
 )
 from mlcore.evaluation.results import category_mapping, prediction_results, read_results, write_results
+from mlcore.evaluation.shards import Shard
 from mlcore.io import write_json_atomic
 from mlcore.logs import get_logger
 from mlcore.preprocess import PreprocessMeta, SingleModelPreprocessor, for_model
@@ -106,6 +109,28 @@ class EvaluationResult:
                 "per_class": per_class}
 
 
+@dataclass
+class Predictions:
+    """A model's COCO records on a split, or on one shard of it, with everything scoring them needs.
+
+    image_ids: the images predicted, in dataset order; num_images: how many (a merge of shards: all of them);
+    categories, iou_types, class_agnostic: what `compute_map` measures; seconds: time spent predicting.
+    """
+
+    name: str
+    records: list[dict[str, Any]] = field(repr=False)
+    image_ids: list[int] = field(repr=False)
+    categories: list[int]
+    iou_types: list[IouType]
+    class_agnostic: bool
+    settings: dict[str, Any]
+    seconds: float = 0.0
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+
 def evaluate_engine(engine: InferenceEngine, dataset: CocoDataset, annotation_file: AnnotationSource,
                     category_ids: Mapping[str, int] | None = None, *, batch_size: int = 8, conf: float = 0.001,
                     iou: float = 0.7, max_det: int = 300, class_agnostic: bool = False,
@@ -117,6 +142,18 @@ def evaluate_engine(engine: InferenceEngine, dataset: CocoDataset, annotation_fi
     names matched to the file's category names. Masks are scored when the engine segments and the ground truth has
     masks. class_agnostic: any class matches any object (FastSAM's single class).
     """
+    annotations = load_annotations(annotation_file)
+    predicted = predict_engine(engine, dataset, annotations, category_ids, batch_size=batch_size, conf=conf, iou=iou,
+                               max_det=max_det, class_agnostic=class_agnostic, progress=progress)
+    return score_predictions(predicted, annotations)
+
+
+def predict_engine(engine: InferenceEngine, dataset: CocoDataset, annotation_file: AnnotationSource,
+                   category_ids: Mapping[str, int] | None = None, *, batch_size: int = 8, conf: float = 0.001,
+                   iou: float = 0.7, max_det: int = 300, class_agnostic: bool = False, progress: bool = False,
+                   shard: Shard = Shard()) -> Predictions:
+    """`evaluate_engine`'s predictions, unscored: of every image, or of `shard`'s (whole batches of the full run, so
+    each image is predicted in the very batch it would be in unsharded)."""
     started = time.perf_counter()
     annotations = load_annotations(annotation_file)
     mapping = category_mapping(engine.class_names, annotations, category_ids, class_agnostic=class_agnostic)
@@ -126,22 +163,33 @@ def evaluate_engine(engine: InferenceEngine, dataset: CocoDataset, annotation_fi
     if _accepts(engine.predict_batch, "multi_label"):
         options["multi_label"] = True  # as ultralytics validates: a box may count once per class above conf
     records: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=f"eval {engine.name}", unit="batch",
-                      disable=not progress):
-        samples = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
+    image_ids: list[int] = []
+    for indices in tqdm(shard.batches(len(dataset), batch_size), desc=f"eval {engine.name}", unit="batch",
+                        disable=not progress):
+        samples = [dataset[index] for index in indices]
         batch = preprocessor([sample.image_path for sample in samples])
         predictions = engine.predict_batch(batch.pixel_values, batch.meta, **options)
         for sample, prediction in zip(samples, predictions):
             records += prediction_results(sample.image_id, prediction, mapping.__getitem__)
+            image_ids.append(int(sample.image_id))
     masks = engine.task == "segment" and ground_truth_has_masks(annotations, categories)
-    iou_types: list[IouType] = ["bbox", "segm"] if masks else ["bbox"]
-    scores = compute_map(annotations, records, categories, iou_types=iou_types, class_agnostic=class_agnostic)
     settings = {"imgsz": int(engine.imgsz), "batch_size": batch_size, **options, "class_agnostic": class_agnostic,
                 "task": engine.task, "device": str(getattr(engine, "device", "unknown")),
                 "category_ids": _category_table(mapping)}
-    result = EvaluationResult(engine.name, scores, len(dataset), records, settings, time.perf_counter() - started)
-    log.info("evaluated %s on %d images: mAP50-95 %.4f, mAP50 %.4f%s", engine.name, len(dataset), result.map50_95,
-             result.map50, "" if result.mask_map50_95 is None else f", mask mAP50-95 {result.mask_map50_95:.4f}")
+    return Predictions(engine.name, records, image_ids, categories, ["bbox", "segm"] if masks else ["bbox"],
+                       class_agnostic, settings, time.perf_counter() - started)
+
+
+def score_predictions(predictions: Predictions, annotation_file: AnnotationSource) -> EvaluationResult:
+    """COCO mAP (pycocotools) of predictions of the whole split: one run's, or the merge of all its shards."""
+    started = time.perf_counter()
+    scores = compute_map(annotation_file, predictions.records, predictions.categories,
+                         iou_types=predictions.iou_types, class_agnostic=predictions.class_agnostic)
+    result = EvaluationResult(predictions.name, scores, predictions.num_images, predictions.records,
+                              predictions.settings, predictions.seconds + time.perf_counter() - started)
+    log.info("evaluated %s on %d images: mAP50-95 %.4f, mAP50 %.4f%s", result.name, result.num_images,
+             result.map50_95, result.map50,
+             "" if result.mask_map50_95 is None else f", mask mAP50-95 {result.mask_map50_95:.4f}")
     return result
 
 

@@ -20,16 +20,14 @@ from tqdm import tqdm
 from mlcore.data.coco_dataset import CocoDataset, Sample
 from mlcore.errors import ConfigError
 from mlcore.evaluation.coco_map import AnnotationSource, IouType, load_annotations
-from mlcore.evaluation.evaluate import EvaluationResult
-from mlcore.evaluation.metrics import compute_map, ground_truth_has_masks
+from mlcore.evaluation.evaluate import EvaluationResult, Predictions, score_predictions
+from mlcore.evaluation.metrics import ground_truth_has_masks
 from mlcore.evaluation.results import category_mapping, prediction_results
-from mlcore.logs import get_logger
+from mlcore.evaluation.shards import Shard
 from mlcore.preprocess import load_rgb
 
 if TYPE_CHECKING:  # the teachers pull in transformers: imported only when a teacher is evaluated
     from mlcore.teachers.grounded_sam import GroundedSAM
-
-log = get_logger(__name__)
 
 TEACHER_SCORE_THRESHOLD = 0.0
 TEACHER_MAX_DETECTIONS = 100  # COCO's own limit per image
@@ -43,7 +41,6 @@ class _Found:
     masks: torch.Tensor | None = None
 
 
-@torch.no_grad()
 def evaluate_teacher(grounded_sam: GroundedSAM, dataset: CocoDataset, annotation_file: AnnotationSource,
                      category_ids: Mapping[str, int] | None = None, *, batch_size: int = 4,
                      score_threshold: float = TEACHER_SCORE_THRESHOLD, max_det: int = TEACHER_MAX_DETECTIONS,
@@ -53,6 +50,18 @@ def evaluate_teacher(grounded_sam: GroundedSAM, dataset: CocoDataset, annotation
     category_ids: the teacher's class index ("0", ...) -> COCO category id (the mode config's); None: its class
     names matched to the file's categories. The teacher object is not changed: thresholds apply to views of it.
     """
+    annotations = load_annotations(annotation_file)
+    predicted = predict_teacher(grounded_sam, dataset, annotations, category_ids, batch_size=batch_size,
+                                score_threshold=score_threshold, max_det=max_det, progress=progress, name=name)
+    return score_predictions(predicted, annotations)
+
+
+@torch.no_grad()
+def predict_teacher(grounded_sam: GroundedSAM, dataset: CocoDataset, annotation_file: AnnotationSource,
+                    category_ids: Mapping[str, int] | None = None, *, batch_size: int = 4,
+                    score_threshold: float = TEACHER_SCORE_THRESHOLD, max_det: int = TEACHER_MAX_DETECTIONS,
+                    progress: bool = False, name: str = "teacher", shard: Shard = Shard()) -> Predictions:
+    """`evaluate_teacher`'s predictions, unscored: of every image, or of `shard`'s (whole batches of the full run)."""
     started = time.perf_counter()
     annotations = load_annotations(annotation_file)
     mapping = category_mapping(grounded_sam.class_names, annotations, category_ids)
@@ -65,8 +74,10 @@ def evaluate_teacher(grounded_sam: GroundedSAM, dataset: CocoDataset, annotation
                           where=str(annotation_file) if not isinstance(annotation_file, Mapping) else "annotations",
                           fix="evaluate SAM on a split with masks, or load Grounding DINO to measure boxes")
     records: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=f"eval {name}", unit="batch", disable=not progress):
-        samples = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
+    image_ids: list[int] = []
+    for indices in tqdm(shard.batches(len(dataset), batch_size), desc=f"eval {name}", unit="batch",
+                        disable=not progress):
+        samples = [dataset[index] for index in indices]
         rgbs = [load_rgb(sample.image_path) for sample in samples]
         if dino is not None:
             found = [_Found(p.boxes[:max_det], p.scores[:max_det], p.class_ids[:max_det]) for p in dino.predict(rgbs)]
@@ -76,16 +87,14 @@ def evaluate_teacher(grounded_sam: GroundedSAM, dataset: CocoDataset, annotation
             _segment(sam, rgbs, found, scores_from_sam=dino is None)
         for sample, prediction in zip(samples, found):
             records += prediction_results(sample.image_id, prediction, mapping.__getitem__)
+            image_ids.append(int(sample.image_id))
     iou_types: list[IouType] = ["bbox", "segm"] if sam is not None else ["bbox"]
-    scores = compute_map(annotations, records, categories, iou_types=iou_types)
     settings = {"prompted_with": "grounding_dino" if dino is not None else "ground-truth boxes",
                 "score_threshold": score_threshold, "max_det": max_det, "nms_iou": grounded_sam.nms_iou,
                 "batch_size": batch_size, "teachers": sorted(grounded_sam.teachers),
                 "category_ids": {str(index): category for index, category in sorted(mapping.items())}}
-    result = EvaluationResult(name, scores, len(dataset), records, settings, time.perf_counter() - started)
-    log.info("evaluated %s on %d images: mAP50-95 %.4f%s", name, len(dataset), result.map50_95,
-             "" if result.mask_map50_95 is None else f", mask mAP50-95 {result.mask_map50_95:.4f}")
-    return result
+    return Predictions(name, records, image_ids, categories, iou_types, False, settings,
+                       time.perf_counter() - started)
 
 
 def _dino_view(grounded_sam: GroundedSAM, score_threshold: float) -> GroundedSAM | None:

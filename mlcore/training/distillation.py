@@ -4,10 +4,12 @@
     result = trainer.run()      # best.pt, last.pt, student.json, metrics.json in run_dir
 
 The teachers label every training image once (`TeacherTargetCache`, on disk: later epochs and resumed runs read it),
-images without annotations included (`unlabeled_dir`). Each epoch, every image's targets (ground truth combined
-with the teachers' by the configured rule) are augmented with the image, letterboxed, and the student learns from
-them through the mode-aware `DistillationLoss`. After every epoch the student is scored on the validation split
-(COCO mAP) and saved as a normal ultralytics checkpoint; `resume=True` continues from the newest checkpoint.
+images without annotations included (`unlabeled_dir`); several workers can fill it first, a shard of the images
+each (`mlcore.training.labelling`), into a shared `teacher_cache` folder this run then only reads. Each epoch, every
+image's targets (ground truth combined with the teachers' by the configured rule) are augmented with the image,
+letterboxed, and the student learns from them through the mode-aware `DistillationLoss`. After every epoch the
+student is scored on the validation split (COCO mAP) and saved as a normal ultralytics checkpoint; `resume=True`
+continues from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class DistillationTrainer:
     student: a name such as yolov8n, yolov8s-seg, fastsam-s (default: the mode config's recommendation).
     training: imgsz, epochs, batch, lr0 / optimizer, patience (the student template's `training` section).
     dynamics: schedule, warmup, seed, clipping, precision. on_step: called after every micro-batch (tests use it).
+    teacher_cache: the teacher-label folder (default: the kd config's teacher_cache_dir, else OUTPUT/teacher_cache);
+    labelling shards that wrote into it spare this run every teacher call.
     """
 
     def __init__(self, output_dir: str | Path, mode_config: ModeConfig, *, train: str | Path, val: str | Path,
@@ -118,7 +122,7 @@ class DistillationTrainer:
                  teacher_weights_dir: str | Path | None = None, device: str | torch.device = "cpu",
                  resume: bool = False, dynamics: TrainingDynamicsConfig | None = None,
                  checkpointing: CheckpointConfig | None = None, progress: bool = True,
-                 on_step: StepCallback | None = None) -> None:
+                 on_step: StepCallback | None = None, teacher_cache: str | Path | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.mode = mode_config
         self.kd = kd_config_for(mode_config.annotation_mode, kd)
@@ -143,6 +147,7 @@ class DistillationTrainer:
         self.unlabeled_dir = unlabeled_dir or self.kd.data.unlabeled_images_dir
         self.with_masks = mode_config.annotation_mode != "detection_only"
         self.use_features = self.kd.losses.feature_distillation_loss.enabled
+        self.teacher_cache_dir = Path(teacher_cache or self.kd.teacher_cache_dir or self.output_dir / "teacher_cache")
 
     # -- the run -------------------------------------------------------------------------------------------------
 
@@ -150,13 +155,9 @@ class DistillationTrainer:
         started = time.perf_counter()
         seed_everything(self.dynamics.seed, self.dynamics.deterministic)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        teachers = GroundedSAM.from_pretrained(self.teachers_dir, self.mode, weights_dir=self.teacher_weights_dir,
-                                               device=self.device, box_threshold=self.kd.teacher_score_threshold)
-        cache = TeacherTargetCache(self.kd.teacher_cache_dir or self.output_dir / "teacher_cache", teachers,
-                                   feature_source=self._feature_source(teachers), progress=self.progress)
-        items = self._items(cache)
+        teachers, cache, items = self.teacher_labelling()
         labelling_started = time.perf_counter()
-        cache.fill([self._cache_request(item) for item in items])
+        cache.fill([self.label_request(item) for item in items])
         labelling_seconds = time.perf_counter() - labelling_started
         _release_accelerator(teachers)  # every label is on disk now: the student gets the GPU memory
 
@@ -199,6 +200,15 @@ class DistillationTrainer:
 
     # -- data ----------------------------------------------------------------------------------------------------
 
+    def teacher_labelling(self) -> tuple[GroundedSAM, TeacherTargetCache, list[TrainItem]]:
+        """The teachers, their label cache and every image this run trains on, in a fixed order (what labelling
+        shards split: they must label exactly the images, prompts and cache keys `run` will read)."""
+        teachers = GroundedSAM.from_pretrained(self.teachers_dir, self.mode, weights_dir=self.teacher_weights_dir,
+                                               device=self.device, box_threshold=self.kd.teacher_score_threshold)
+        cache = TeacherTargetCache(self.teacher_cache_dir, teachers, feature_source=self._feature_source(teachers),
+                                   progress=self.progress)
+        return teachers, cache, self._items(cache)
+
     def _class_names(self) -> list[str]:
         """The student's class names: the config's (a rename) when given, else the mode config's."""
         names = self.kd.data.class_names
@@ -232,7 +242,7 @@ class DistillationTrainer:
             raise DatasetError("no training images", where=str(self.train_file), fix="check the split files")
         return items
 
-    def _cache_request(self, item: TrainItem) -> LabelRequest:
+    def label_request(self, item: TrainItem) -> LabelRequest:
         """(image, prompt boxes, their classes): SAM alone (segmentation_only) is prompted with the annotations."""
         if item.sample is not None and "grounding_dino" not in self.mode.recommended_teachers:
             truth = ground_truth_targets(item.sample, self.class_of_category, len(self.class_names),
@@ -241,7 +251,7 @@ class DistillationTrainer:
         return LabelRequest(item.image_path)
 
     def _teacher_output(self, cache: TeacherTargetCache, item: TrainItem) -> TeacherOutput:
-        request = self._cache_request(item)
+        request = self.label_request(item)
         return cache.get(request.image_path, request.boxes, request.class_ids)
 
     def _targets(self, item: TrainItem, cache: TeacherTargetCache, student: Student) -> ImageTargets:

@@ -16,9 +16,10 @@ import pytest
 
 pytestmark = pytest.mark.integration
 # Smaller than the demo's defaults, so the run takes about two minutes on two cores.
-TINY = {"demo_images": 12, "teacher_epochs": 1, "student_epochs": 1, "imgsz": 128}
-CLI_TINY = ["--images", "12", "--teacher-epochs", "1", "--student-epochs", "1", "--imgsz", "128"]
-CACHED_STAGES = {"train-teachers", "distill", "export", "evaluate teachers", "evaluate best.pt",
+# Two labelling and two evaluation shards: mapped tasks on the flow's own task runner (threads).
+TINY = {"demo_images": 12, "teacher_epochs": 1, "student_epochs": 1, "imgsz": 128, "label_shards": 2, "eval_shards": 2}
+CLI_TINY = ["--images", "12", "--teacher-epochs", "1", "--student-epochs", "1", "--imgsz", "128", "--shards", "2"]
+CACHED_STAGES = {"train-teachers", "label", "distill", "export", "evaluate teachers", "evaluate best.pt",
                  "evaluate model.onnx", "evaluate model.int8.onnx", "benchmark"}
 
 

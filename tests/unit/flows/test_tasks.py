@@ -9,8 +9,9 @@ import pytest
 
 from mlcore.errors import DatasetError
 from tasks.benchmark import benchmark_models_task
-from tasks.evaluate import evaluate_model_task, evaluate_teachers_task
+from tasks.evaluate import evaluate_model_task, evaluate_teachers_task, predict_shard_task, score_shards_task
 from tasks.export import export_model_task
+from tasks.label import label_teacher_shard_task
 from tasks.policy import results_storage, retry_transient
 from tasks.report import report_task
 from tasks.train_student import train_student_task
@@ -24,6 +25,9 @@ WRAPPED = [
     (evaluate_model_task, "tasks.evaluate.evaluate_target", ("best.pt", "test.json", "out")),
     (evaluate_teachers_task, "tasks.evaluate.evaluate_target", ("teachers", "test.json", "out")),
     (benchmark_models_task, "tasks.benchmark.CocoDataset", (["best.pt"], "test.json", "out")),
+    (label_teacher_shard_task, "tasks.label.label_teacher_shard", ("train.json", "val.json", "teachers", "cache")),
+    (predict_shard_task, "tasks.evaluate.predict_target_shard", ("test.json", "out")),
+    (score_shards_task, "tasks.evaluate.evaluate_shards", ("test.json", ["a.json"], "out")),
 ]
 IDS = [entry[0].name for entry in WRAPPED]
 
