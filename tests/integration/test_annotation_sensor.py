@@ -51,12 +51,12 @@ def at_least(count: int, items: list[Any]) -> list[Any] | None:
     return items if len(items) >= count else None
 
 
-def wait_for(what: str, check, timeout: float = 60) -> Any:
+def wait_for(what: str, check, timeout: float = 60, poll: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(poll)
     return result
 
 

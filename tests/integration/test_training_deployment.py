@@ -12,7 +12,6 @@ import contextlib
 import json
 import re
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import psutil
 import pytest
 
 from mlcore.data.demo import make_demo_dataset
-from tests.integration.test_annotation_sensor import TEMPLATES, api, deployment_id, finished, worker
+from tests.integration.test_annotation_sensor import TEMPLATES, api, deployment_id, finished, wait_for, worker
 from tests.integration.test_deployments import PROJECT, prefect, prefect_env  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
@@ -176,13 +175,9 @@ def diagnosed(env: dict[str, str], log: Path, runs: list[str]) -> Iterator[None]
         raise pytest.fail.Exception("flow runs:\n" + "\n".join(states) + f"\n\nworker log tail:\n{tail}") from failure
 
 
-def wait_until(what: str, check, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return result
+def wait_until(what: str, check) -> Any:
+    """Generous timeouts (no assertion here is about time), and a short poll so the kill lands mid-training."""
+    return wait_for(what, check, timeout=WAIT, poll=0.2)
 
 
 def test_a_killed_training_run_resumes_on_rerun_and_stores_its_outputs(operator_env, tmp_path):
