@@ -65,7 +65,8 @@ def train_teachers_stage(data: str, val: str, output: str, preset: str | None = 
 @flow(name="distill", log_prints=True)
 def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: str,
                   student: str | None = None, epochs: int | None = None, imgsz: int | None = None,
-                  device: str | None = None, teacher_cache: str | None = None) -> DistillationResult | State:
+                  device: str | None = None, teacher_cache: str | None = None, devices: str | None = None
+                  ) -> DistillationResult | State:
     """Distil the teachers into a student in OUTPUT (the pipeline's distill stage).
 
     Args:
@@ -78,10 +79,12 @@ def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: s
         imgsz: student input size; empty: the student config's value.
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
         teacher_cache: the teacher-label folder labelling shards filled (flows/shards.py); empty: the teachers label.
+        devices: GPUs of the worker's machine that distil together (DDP), e.g. 0,1; empty: DEVICE alone.
     """
     task = _cached(train_student_task, output)
     return _flow_state(task(data, val, _teachers_record(teachers), output, student=student, epochs=epochs,
-                            imgsz=imgsz, device=device, teacher_cache=teacher_cache, return_state=True))
+                            imgsz=imgsz, device=device, teacher_cache=teacher_cache, devices=devices,
+                            return_state=True))
 
 
 def _teachers_record(teachers: str | dict[str, Any]) -> str | TeacherTrainingResult:

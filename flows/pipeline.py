@@ -119,6 +119,7 @@ def training_pipeline(
     gpu_stages: Literal["in-process", "deployments"] = "in-process",
     label_shards: Annotated[int, Field(ge=1)] = 1,
     eval_shards: Annotated[int, Field(ge=1)] = 1,
+    student_gpus: str | None = None,
 ) -> PipelineResult | State:
     """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
 
@@ -155,6 +156,7 @@ def training_pipeline(
             distillation (on a Dask cluster's workers with the training-pipeline-dask deployment or `mlcore pipeline
             --dask-address`: docs/SCALING.md); 1: the distill stage labels them itself.
         eval_shards: split each evaluation's predictions into this many mapped tasks, merged and scored once.
+        student_gpus: GPUs of one machine that distil the student together (DDP), e.g. 0,1; empty: DEVICE alone.
     """
     settings = {key: value for key, value in locals().items()}
     run_dir = Path(output).resolve()
@@ -191,7 +193,8 @@ def training_pipeline(
                        teacher_cache, device=device, result_storage=results_storage(run_dir))
         distilled = stages.run("distill", on_gpu("distill"), splits["train"], splits["val"], teachers,
                                str(run_dir / "student"), student=student, epochs=student_epochs, imgsz=imgsz,
-                               device=device, teacher_cache=teacher_cache)
+                               device=None if student_gpus else device, devices=student_gpus,
+                               teacher_cache=teacher_cache)
         stages.done(4)
         exported = stages.run("export", cached(export_model_task), str(distilled.best_path), str(run_dir / "export"),
                               formats=list(export_formats), quantize=quantize, calibration_data=splits["train"],

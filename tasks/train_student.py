@@ -31,6 +31,7 @@ def _markdown(result: DistillationResult) -> str:
 # checkpoints and teacher-label cache) only on transient failures; user errors end as a Failed state.
 # `teachers` is the teacher stage's record in the pipeline (so new teachers mean a new student), or a folder.
 # `teacher_cache`: the teacher-label folder the labelling shards filled (tasks/label.py); then no teacher call is left.
+# `devices`: several GPUs of the worker's machine train together, "0,1" or a count (mlcore train-student --gpus).
 @task(name="train-student", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
       timeout_seconds=TIMEOUT_SECONDS)
@@ -48,6 +49,7 @@ def train_student_task(
     config_files: list[str] | None = None,
     resume: bool = False,
     teacher_cache: str | None = None,
+    devices: int | str | None = None,
 ) -> DistillationResult | State:
     teachers_dir = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
     try:
@@ -55,7 +57,7 @@ def train_student_task(
         result = train_student(data, val, output, teachers=teachers_dir, student=student, unlabeled=unlabeled,
                                epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
                                config_files=config_files or [], resume=resume, progress=False,
-                               teacher_cache=teacher_cache)
+                               teacher_cache=teacher_cache, devices=devices)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:

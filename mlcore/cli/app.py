@@ -162,6 +162,9 @@ def train_student(
     imgsz: Annotated[Optional[int], typer.Option(min=32, help="Square input size, a multiple of 32.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Override training.batch.")] = None,
     gpu: Annotated[Optional[int], typer.Option("--gpu", help="Train on cuda:N.")] = None,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="Train on several GPUs of this machine, e.g. 0,1 "
+                                                "(one process each, DDP); --batch-size is the total over them.")
+                    ] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or cuda:N (default: cuda:0 if any, else cpu).")
                       ] = None,
     config: Annotated[Optional[list[Path]], typer.Option(
@@ -175,7 +178,7 @@ def train_student(
 
     result = run_distillation(data, val, output, teachers=teachers, auto_detect=auto_detect, student=student,
                               unlabeled=unlabeled, epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
-                              gpu=gpu, config_files=config or [], resume=resume, progress=progress)
+                              gpu=gpu, config_files=config or [], resume=resume, progress=progress, devices=gpus)
     best = f"{result.best:.4f}" if result.best is not None else "n/a"
     stdout.print(f"student {result.student}: best {result.best_metric} {best} (epoch {result.best_epoch}); "
                  f"teachers labelled {result.teacher_calls} image(s), {result.pseudo_labelled_images} without "

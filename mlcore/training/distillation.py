@@ -9,7 +9,8 @@ each (`mlcore.training.labelling`), into a shared `teacher_cache` folder this ru
 image's targets (ground truth combined with the teachers' by the configured rule) are augmented with the image,
 letterboxed, and the student learns from them through the mode-aware `DistillationLoss`. After every epoch the
 student is scored on the validation split (COCO mAP) and saved as a normal ultralytics checkpoint; `resume=True`
-continues from the newest checkpoint.
+continues from the newest checkpoint. On several devices (`mlcore.training.student_setup.distil_on_devices`) one
+process per device runs `run(distributed=...)`: DDP, a shard of each epoch each, rank 0 evaluating and writing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -42,6 +43,7 @@ from mlcore.students import Student, get_student_model, parse_student_name
 from mlcore.teachers.grounded_sam import TEACHER_FOLDERS, GroundedSAM
 from mlcore.training.checkpoint import CheckpointManager, EpochDecision
 from mlcore.training.data_order import epoch_loader
+from mlcore.training.distributed import parameters_sha256
 from mlcore.training.kd_types import ImageTargets
 from mlcore.training.losses import DistillationLoss
 from mlcore.training.loop import run_epochs
@@ -50,6 +52,9 @@ from mlcore.training.reproducibility import seed_everything
 from mlcore.training.student_batches import StudentBatchBuilder, without_spatial_transforms
 from mlcore.training.teacher_cache import LabelRequest, TeacherOutput, TeacherTargetCache
 from mlcore.training.teacher_targets import combine_targets, find_unlabeled_images, ground_truth_targets
+
+if TYPE_CHECKING:
+    from mlcore.training.distributed import DistributedContext
 
 log = get_logger(__name__)
 
@@ -92,6 +97,19 @@ class DistillationResult:
     @property
     def last_path(self) -> Path:
         return self.output_dir / "last.pt"
+
+
+class StudentAndLoss(nn.Module):
+    """The student's forward and its loss as one module: DDP wraps it once, so the loss's trainable adapters (feature
+    distillation) get their gradients averaged over the processes along with the student's."""
+
+    def __init__(self, trained: nn.ModuleDict) -> None:
+        super().__init__()
+        self.trained = trained
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        breakdown = self.trained["loss"](self.trained["student"](batch.images), batch)
+        return breakdown.total, breakdown.components
 
 
 def kd_config_for(mode: str, config: KdConfig | None) -> KdConfig:
@@ -151,7 +169,10 @@ class DistillationTrainer:
 
     # -- the run -------------------------------------------------------------------------------------------------
 
-    def run(self) -> DistillationResult:
+    def run(self, distributed: DistributedContext | None = None,
+            labelling: dict[str, float] | None = None) -> DistillationResult:
+        """Distil; `distributed`: this process's place among several (its device is `self.device`), `labelling`:
+        teacher_calls and seconds of the labelling the launching process did first (for metrics.json)."""
         started = time.perf_counter()
         seed_everything(self.dynamics.seed, self.dynamics.deterministic)
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +180,7 @@ class DistillationTrainer:
         labelling_started = time.perf_counter()
         cache.fill([self.label_request(item) for item in items])
         labelling_seconds = time.perf_counter() - labelling_started
-        _release_accelerator(teachers)  # every label is on disk now: the student gets the GPU memory
+        release_accelerator(teachers)  # every label is on disk now: the student gets the GPU memory
 
         kind, size = parse_student_name(self.student_name)
         student = get_student_model(self.mode.annotation_mode, size, num_classes=len(self.class_names),
@@ -173,6 +194,8 @@ class DistillationTrainer:
                                      teacher_channels=teacher_channels).to(self.device)
         criterion.attach(student.model)
         trained = nn.ModuleDict({"student": student.model, "loss": criterion})
+        forward = StudentAndLoss(trained) if distributed is None else distributed.wrap(StudentAndLoss(trained))
+        samples_per_epoch: dict[int, int] = {}
         builder = StudentBatchBuilder(self.training.imgsz, num_classes=student.num_classes,
                                       augmentation=self._augmentation(), seed=self.dynamics.seed)
 
@@ -183,19 +206,29 @@ class DistillationTrainer:
                 targets = self._targets(item, cache, student)
                 examples.append(builder.example(load_rgb(item.image_path), targets, epoch=epoch, index=index))
             batch = builder.collate(examples).to(self.device)
-            breakdown = criterion(student.model(batch.images), batch)
+            total, components = forward(batch)
             component_totals.update({name: component_totals.get(name, 0.0) + float(value.detach())
-                                     for name, value in breakdown.components.items()})
+                                     for name, value in components.items()})
             component_totals[BATCHES] = component_totals.get(BATCHES, 0.0) + 1
-            return breakdown.total
+            samples_per_epoch[epoch] = samples_per_epoch.get(epoch, 0) + len(indices)
+            return total
 
         component_totals: dict[str, float] = {}
         best_metric = "mask_map50_95" if student.task == "segment" else "map50_95"
-        result = self._fit(student, trained, items, batch_loss, best_metric, component_totals)
+        result = self._fit(student, trained, items, batch_loss, best_metric, component_totals, distributed)
         result.teacher_calls = cache.teacher_calls
         result.pseudo_labelled_images = sum(item.sample is None for item in items)
+        processes = None
+        if distributed is not None:
+            processes = _processes_summary(distributed, distributed.gather({
+                "device": str(self.device), "teacher_calls": cache.teacher_calls,
+                "samples_per_epoch": samples_per_epoch, "student_sha256": parameters_sha256(trained)}))
+            if not distributed.is_main:
+                return result
+            if labelling is not None:
+                result.teacher_calls, labelling_seconds = int(labelling["teacher_calls"]), labelling["seconds"]
         result.summary = self._write_outputs(student, result, teachers, labelling_seconds,
-                                             time.perf_counter() - started, len(items))
+                                             time.perf_counter() - started, len(items), processes)
         return result
 
     # -- data ----------------------------------------------------------------------------------------------------
@@ -287,12 +320,17 @@ class DistillationTrainer:
 
     def _fit(self, student: Student, trained: nn.Module, items: list[TrainItem],
              batch_loss: Callable[[list[int], int], torch.Tensor], best_metric: str,
-             component_totals: dict[str, float]) -> DistillationResult:
+             component_totals: dict[str, float], distributed: DistributedContext | None = None
+             ) -> DistillationResult:
         dynamics = self._dynamics()
         epochs, batch_size = self.training.epochs, max(1, self.training.batch)
-        loader = epoch_loader(list(range(len(items))), batch_size, dynamics.seed, collate_fn=list)
+        rank, world = (0, 1) if distributed is None else (distributed.rank, distributed.world_size)
+        # training.batch is the batch over all processes (as in ultralytics): the same steps per epoch on N devices.
+        batch_size = max(1, batch_size // world)
+        loader = epoch_loader(list(range(len(items))), batch_size, dynamics.seed, collate_fn=list, rank=rank,
+                              world_size=world)
         manager = TrainingManager(trained, trained.parameters(), dynamics, device=self.device,
-                                  batches_per_epoch=len(loader), epochs=epochs)
+                                  batches_per_epoch=len(loader), epochs=epochs, distributed=distributed)
         early = self.checkpointing.early_stopping.model_copy(update={"patience": max(1, self.training.patience),
                                                                      "enabled": self.training.patience > 0})
         ckpt = CheckpointManager(self.checkpointing.model_copy(update={
@@ -317,7 +355,7 @@ class DistillationTrainer:
                    evaluate=lambda: evaluate_student(student, self.val_set, self.val_file, self.mode.category_ids,
                                                      imgsz=self.training.imgsz),
                    tensorboard_dir=self.output_dir / "tensorboard", progress=self.progress, on_step=self.on_step,
-                   epoch_extras=epoch_extras, on_epoch_end=on_epoch_end)
+                   epoch_extras=epoch_extras, on_epoch_end=on_epoch_end, distributed=distributed)
         tracker = ckpt.tracker
         return DistillationResult(self.output_dir, self.mode.annotation_mode, self.student_name, tracker.metric,
                                   tracker.best, tracker.best_epoch, list(tracker.history), 0, 0)
@@ -333,7 +371,8 @@ class DistillationTrainer:
         return {str(index): name for index, name in enumerate(student.class_names)}
 
     def _write_outputs(self, student: Student, result: DistillationResult, teachers: GroundedSAM,
-                       labelling_seconds: float, total_seconds: float, images: int) -> dict[str, Any]:
+                       labelling_seconds: float, total_seconds: float, images: int,
+                       processes: dict[str, Any] | None = None) -> dict[str, Any]:
         if not result.best_path.is_file() and result.last_path.is_file():
             shutil.copyfile(result.last_path, result.best_path)
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -354,6 +393,8 @@ class DistillationTrainer:
                      "training_images": images, "pseudo_labelled_images": result.pseudo_labelled_images},
             "finished_at": finished,
         }
+        if processes is not None:
+            summary["distributed"] = processes
         write_json_atomic(self.output_dir / STUDENT_JSON, summary)
         write_json_atomic(self.output_dir / METRICS_JSON, {
             "best": summary["metrics"]["best"], "epochs": result.epochs,
@@ -363,7 +404,14 @@ class DistillationTrainer:
         return summary
 
 
-def _release_accelerator(teachers: GroundedSAM) -> None:
+def _processes_summary(distributed: DistributedContext, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """student.json's `distributed` section: what each process did, and whether they ended on the same weights."""
+    return {"world_size": distributed.world_size, "backend": distributed.backend,
+            "same_weights_on_every_rank": len({rank["student_sha256"] for rank in ranks}) == 1,
+            "ranks": [{"rank": index, **rank} for index, rank in enumerate(ranks)]}
+
+
+def release_accelerator(teachers: GroundedSAM) -> None:
     """Move the teachers off the GPU once they labelled everything (a label lost later is recomputed on the CPU)."""
     if not torch.cuda.is_available() or all(t.device.type != "cuda" for t in teachers.teachers.values()):
         return

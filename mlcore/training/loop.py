@@ -7,16 +7,20 @@
 Resuming is the checkpoint's `state`: the loop starts at its epoch and skips the batches that epoch already did.
 What differs between trainers comes in as callables: the loss of a batch, the evaluation, extra numbers for the
 epoch's record (`epoch_extras`), and what to do once an epoch is decided (`on_epoch_end`, e.g. save a model).
+
+With `distributed` (several processes, DDP), every rank trains its shard of the epoch; rank 0 alone evaluates,
+checkpoints, writes TensorBoard and calls `on_epoch_end`, then tells the others whether to stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -26,6 +30,9 @@ from mlcore.logs import get_logger, tensorboard_writer
 from mlcore.training.checkpoint import CheckpointManager, EpochDecision, ResumeState
 from mlcore.training.manager import TrainingManager
 from mlcore.training.scalars import TrainingScalars
+
+if TYPE_CHECKING:
+    from mlcore.training.distributed import DistributedContext
 
 log = get_logger(__name__)
 
@@ -41,13 +48,16 @@ def run_epochs(*, name: str, manager: TrainingManager, ckpt: CheckpointManager, 
                evaluate: Callable[[], dict[str, float]], tensorboard_dir: Path, progress: bool = True,
                on_step: Callable[[int], None] | None = None,
                epoch_extras: Callable[[], dict[str, float]] | None = None,
-               on_epoch_end: Callable[[int, dict[str, float], EpochDecision], None] | None = None) -> LoopTimings:
+               on_epoch_end: Callable[[int, dict[str, float], EpochDecision], None] | None = None,
+               distributed: DistributedContext | None = None) -> LoopTimings:
     """Train from the resume point to `epochs` (or early stopping); returns the time spent training / evaluating."""
     timings = LoopTimings()
     batch_size = loader.batch_size or 1
     items = loader.sampler.size  # type: ignore[attr-defined]  (an EpochSampler: epoch_loader)
-    with tensorboard_writer(tensorboard_dir) as writer:
-        scalars = TrainingScalars(writer)
+    main = distributed is None or distributed.is_main
+    progress = progress and main
+    with tensorboard_writer(tensorboard_dir) if main else contextlib.nullcontext() as writer:
+        scalars = TrainingScalars(writer) if main else None
         for epoch in range(state.epoch, epochs):
             if ckpt.tracker.stopped:
                 break
@@ -61,15 +71,20 @@ def run_epochs(*, name: str, manager: TrainingManager, ckpt: CheckpointManager, 
                        initial=start, total=start + len(loader))
             for batch_index, batch in enumerate(bar, start=start):
                 result = manager.training_step(lambda: batch_loss(batch, epoch))
-                scalars.step(result, manager.global_step)
                 if math.isfinite(result.loss):
                     losses.append(result.loss)
                     bar.set_postfix(loss=f"{result.loss:.4g}")
-                ckpt.maybe_save_step(epoch, batch_index, manager)
+                if scalars is not None:
+                    scalars.step(result, manager.global_step)
+                    ckpt.maybe_save_step(epoch, batch_index, manager)
                 if on_step is not None:
                     on_step(manager.global_step)
             manager.flush()
             timings.train_seconds += time.perf_counter() - epoch_started
+            if scalars is None:  # another rank: rank 0 evaluates and decides
+                if distributed is not None and distributed.broadcast_flag(False):
+                    break
+                continue
             eval_started = time.perf_counter()
             manager.eval()
             metrics = evaluate()
@@ -83,6 +98,7 @@ def run_epochs(*, name: str, manager: TrainingManager, ckpt: CheckpointManager, 
                 on_epoch_end(epoch, record, decision)
             log.info("%s epoch %d: loss %.4g, %s", name, epoch, record["train_loss"],
                      ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
-            if decision.stop:
+            stop = decision.stop if distributed is None else distributed.broadcast_flag(decision.stop)
+            if stop:
                 break
     return timings

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from mlcore.logs import get_logger
 from mlcore.training.batchnorm import freeze_batchnorm, refreeze_batchnorm
 from mlcore.training.precision import resolve_precision
 from mlcore.training.schedule import build_scheduler
+
+if TYPE_CHECKING:
+    from mlcore.training.distributed import DistributedContext
 
 log = get_logger(__name__)
 
@@ -57,6 +60,8 @@ class TrainingManager:
         device: where the model runs; decides whether autocast is used at all.
         batches_per_epoch: micro-batches per epoch (`len(loader)`); with `epochs` it sizes the LR schedule.
         max_nonfinite_in_a_row: consecutive non-finite losses tolerated before `TrainingError`.
+        distributed: set when several processes train together (DDP): a loss skipped on one is skipped on all, as
+            their backward passes meet to average gradients.
     """
 
     def __init__(
@@ -69,8 +74,10 @@ class TrainingManager:
         batches_per_epoch: int,
         epochs: int,
         max_nonfinite_in_a_row: int = DEFAULT_MAX_NONFINITE_IN_A_ROW,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.model = model
+        self.distributed = distributed
         self.config = config
         self.device = torch.device(device)
         self.accum_steps = config.grad_accum_steps
@@ -134,8 +141,11 @@ class TrainingManager:
         value = float(loss.detach())  # one host sync per micro-batch: the finiteness check needs the value
         self._micro_batches += 1
         skipped = not math.isfinite(value)
+        if self.distributed is not None:
+            skipped = self.distributed.any(skipped)
         if skipped:
-            self._record_nonfinite(f"loss is {value}")
+            self._record_nonfinite(f"loss is {value}" if not math.isfinite(value) else "another process's loss is "
+                                   "not finite")
         else:
             self._nonfinite_in_a_row = 0
             share = loss.float() / self.accum_steps

@@ -9,6 +9,11 @@ Labelling can run first in shards on several workers, into a folder all of them 
                         teacher_cache="shared/teacher_cache", shard=0, shards=2)      # and shard=1 elsewhere
     train_student(..., teacher_cache="shared/teacher_cache")                         # no teacher call left
 
+Several GPUs of one machine train one student together (DDP, one process each; `devices=2` with `device="cpu"`
+runs two CPU processes, a test mode):
+
+    train_student(..., devices="0,1")          # or devices=2: cuda:0 and cuda:1
+
 `--config` takes any of: one kd_* config (losses, ground-truth rule, unlabeled images), one student_* config
 (architecture size, starting weights, imgsz/epochs/batch), one augmentation, one training_dynamics and one
 checkpoint_config. Command-line options override what the files say.
@@ -16,10 +21,13 @@ checkpoint_config. Command-line options override what the files say.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from pydantic import ValidationError
 
 from mlcore.config import load_config
@@ -30,8 +38,11 @@ from mlcore.config.schemas.students import (StudentFastSamConfig, StudentTrainin
 from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
 from mlcore.errors import ConfigError
 from mlcore.evaluation.shards import Shard
-from mlcore.training.distillation import DistillationResult, DistillationTrainer, StepCallback
+from mlcore.training.distillation import (METRICS_JSON, STUDENT_JSON, DistillationResult, DistillationTrainer,
+                                          StepCallback, release_accelerator)
+from mlcore.training.distributed import DistributedContext, launch, resolve_devices
 from mlcore.training.labelling import LabelledShard, label_shard
+from mlcore.training.reproducibility import seed_everything
 from mlcore.training.run_setup import resolve_device, resolve_mode
 
 STUDENT_NAME = {"student_yolov8": "yolov8{size}", "student_yolov8_seg": "yolov8{size}-seg",
@@ -85,14 +96,56 @@ def train_student(data: str | Path, val: str | Path, output_dir: str | Path, *, 
                   device: str | None = None, gpu: int | None = None, config_files: Sequence[str | Path] = (),
                   resume: bool = False, progress: bool = True, on_step: StepCallback | None = None,
                   dynamics: TrainingDynamicsConfig | None = None,
-                  teacher_cache: str | Path | None = None) -> DistillationResult:
+                  teacher_cache: str | Path | None = None, devices: int | str | None = None) -> DistillationResult:
     """What `mlcore train-student` does: resolve mode, configs and device, then distil.
 
-    teacher_cache: the teacher-label folder (default: the kd config's, else OUTPUT_DIR/teacher_cache)."""
-    return distillation_trainer(data, val, output_dir, teachers=teachers, auto_detect=auto_detect, student=student,
-                                unlabeled=unlabeled, epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
-                                gpu=gpu, config_files=config_files, resume=resume, progress=progress,
-                                on_step=on_step, dynamics=dynamics, teacher_cache=teacher_cache).run()
+    teacher_cache: the teacher-label folder (default: the kd config's, else OUTPUT_DIR/teacher_cache).
+    devices: several devices train together: a count, or GPU indices such as "0,1" (`--gpus`)."""
+    if devices is not None and (gpu is not None or (device is not None and not isinstance(devices, int))):
+        raise ConfigError(f"--gpus and --{'gpu' if gpu is not None else 'device'} both given", where="--gpus",
+                          fix="pass one of them")
+    on = resolve_devices(devices, device) if devices is not None else None
+    trainer = distillation_trainer(data, val, output_dir, teachers=teachers, auto_detect=auto_detect,
+                                   student=student, unlabeled=unlabeled, epochs=epochs, imgsz=imgsz,
+                                   batch_size=batch_size, device=str(on[0]) if on else device, gpu=gpu,
+                                   config_files=config_files, resume=resume, progress=progress, on_step=on_step,
+                                   dynamics=dynamics, teacher_cache=teacher_cache)
+    return distil_on_devices(trainer, on) if on is not None and len(on) > 1 else trainer.run()
+
+
+def distil_on_devices(trainer: DistillationTrainer, devices: Sequence[torch.device]) -> DistillationResult:
+    """`trainer.run()` on several devices: the teachers label every image here first, then one process per device
+    trains (DDP) reading those labels, and rank 0 writes the run folder this result is read back from."""
+    if trainer.on_step is not None:
+        raise ConfigError("on_step cannot reach the training processes", where="on_step",
+                          fix="leave it unset when training on several devices")
+    trainer.output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(trainer.dynamics.seed, trainer.dynamics.deterministic)  # as `run` labels: the same teachers
+    started = time.perf_counter()
+    teachers, cache, items = trainer.teacher_labelling()
+    cache.fill([trainer.label_request(item) for item in items])
+    labelling = {"teacher_calls": cache.teacher_calls, "seconds": time.perf_counter() - started}
+    release_accelerator(teachers)
+    del teachers, cache
+    launch(_distil_process, list(devices), trainer, labelling)
+    return read_result(trainer.output_dir)
+
+
+def _distil_process(context: DistributedContext, trainer: DistillationTrainer, labelling: dict[str, float]) -> None:
+    trainer.device = context.device
+    trainer.progress = trainer.progress and context.is_main
+    trainer.run(distributed=context, labelling=labelling)
+
+
+def read_result(output_dir: str | Path) -> DistillationResult:
+    """The result a finished run wrote (student.json, metrics.json), e.g. by another process."""
+    output_dir = Path(output_dir)
+    summary = json.loads((output_dir / STUDENT_JSON).read_text(encoding="utf-8"))
+    metrics = json.loads((output_dir / METRICS_JSON).read_text(encoding="utf-8"))
+    best = summary["metrics"]["best"]
+    return DistillationResult(output_dir, summary["mode"], summary["student"]["name"], best["metric"], best["value"],
+                              best["epoch"], metrics["epochs"], metrics["teacher_labelling"]["teacher_calls"],
+                              summary["data"]["pseudo_labelled_images"], summary)
 
 
 def label_teacher_shard(data: str | Path, val: str | Path, *, teachers: str | Path, teacher_cache: str | Path,
