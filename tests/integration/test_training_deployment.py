@@ -175,9 +175,9 @@ def diagnosed(env: dict[str, str], log: Path, runs: list[str]) -> Iterator[None]
         raise pytest.fail.Exception("flow runs:\n" + "\n".join(states) + f"\n\nworker log tail:\n{tail}") from failure
 
 
-def wait_until(what: str, check) -> Any:
+def wait_until(what: str, check, timeout: float = WAIT) -> Any:
     """Generous timeouts (no assertion here is about time), and a short poll so the kill lands mid-training."""
-    return wait_for(what, check, timeout=WAIT, poll=0.2)
+    return wait_for(what, check, timeout=timeout, poll=0.2)
 
 
 def test_a_killed_training_run_resumes_on_rerun_and_stores_its_outputs(operator_env, tmp_path):
