@@ -444,7 +444,8 @@ def main() -> None:
     width, height = (int(side) for side in args.image_size.lower().split("x"))
     work = args.work or Path(tempfile.mkdtemp(prefix="mlcore-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"machine": machine_info(EXPORT_PACKAGES, gpu=None), "code": code_version(), "quick": args.quick,
+    machine = machine_info(EXPORT_PACKAGES, gpu=None)
+    record: dict[str, Any] = {"machine": machine, "code": code_version(), "quick": args.quick,
                               "settings": {key: str(value) if isinstance(value, Path) else value
                                            for key, value in vars(args).items()},
                               "goals_asked": GOALS, "phases": []}

@@ -321,7 +321,8 @@ def main() -> None:
         child(args.child, args.run_dir, args.store, args.quick)
         return
     started = time.perf_counter()
-    record: dict[str, Any] = {"machine": machine_info(["prefect", "torch", "ultralytics", "onnxruntime"]), "code": code_version(),
+    machine = machine_info(["prefect", "torch", "ultralytics", "onnxruntime"])
+    record: dict[str, Any] = {"machine": machine, "code": code_version(),
                               "date": datetime.now().astimezone().isoformat(timespec="seconds"),
                               "goal": {"overhead_share_below": GOAL}, "runs": {}}
     for mode in [mode.strip() for mode in args.modes.split(",") if mode.strip()]:

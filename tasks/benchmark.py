@@ -21,6 +21,7 @@ from mlcore.evaluation.speed import benchmark_speed
 from mlcore.reporting import ModelScores
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
+from tasks.train_teacher import teachers_folder
 
 TIMEOUT_SECONDS = 2 * 3600
 TABLE_COLUMNS = ("name", "format", "size_mb", "map50_95", "mask_map50_95", "p50_ms", "p95_ms", "fps", "speedup")
@@ -71,7 +72,7 @@ def _teachers_entry(teachers: str | TeacherTrainingResult, data: str, sample: li
                     accuracy: dict | None) -> ReportEntry:
     from mlcore.teachers.grounded_sam import GroundedSAM
 
-    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else Path(teachers)
+    folder = teachers_folder(teachers)
     mode = ModeConfig.read(Path(data).parent / MODE_CONFIG_NAME)
     grounded_sam = GroundedSAM.from_pretrained(folder, mode, device=None if device == "auto" else device)
     speed = benchmark_speed(grounded_sam.predict, sample, warmup=1, runs=max(1, runs // 2), batch_sizes=[1],

@@ -14,10 +14,12 @@ from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
 from mlcore.evaluation.commands import evaluate_shards, evaluate_target, model_format, predict_target_shard
+from mlcore.evaluation.evaluate import EvaluationResult
 from mlcore.evaluation.shards import Shard, ShardFile, shard_file_name
 from mlcore.reporting import ModelScores
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
+from tasks.train_teacher import teachers_folder
 
 TIMEOUT_SECONDS = 4 * 3600
 
@@ -32,8 +34,7 @@ def evaluate_model_task(model: str, data: str, output: str, device: str = "auto"
         return Failed(message=str(error))
     finally:
         release_accelerator_memory()
-    return ModelScores(name=Path(model).name, kind=model_format(model), path=str(model), metrics=result.metrics(),
-                       num_images=result.num_images, output_dir=output, seconds=result.seconds)
+    return _scores(result, output, model=model)
 
 
 # The teachers run with the class names as prompts; `teachers` is their stage's record (or a folder).
@@ -41,15 +42,14 @@ def evaluate_model_task(model: str, data: str, output: str, device: str = "auto"
       cache_key_fn=stage_cache_key("data"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
 def evaluate_teachers_task(teachers: str | TeacherTrainingResult, data: str, output: str,
                            device: str = "auto") -> ModelScores | State:
-    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else Path(teachers)
+    folder = teachers_folder(teachers)
     try:
         result, _ = evaluate_target(data, teachers=folder, output=output, device=device, progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:
         release_accelerator_memory()
-    return ModelScores(name="teachers", kind="teachers", path=str(folder), metrics=result.metrics(),
-                       num_images=result.num_images, output_dir=output, seconds=result.seconds)
+    return _scores(result, output, teachers=folder)
 
 
 # One worker's part of the evaluation of the model (or the teachers: their stage's record, or a folder); cached on
@@ -59,7 +59,7 @@ def evaluate_teachers_task(teachers: str | TeacherTrainingResult, data: str, out
 def predict_shard_task(data: str, output: str, shard: int = 0, shards: int = 1, model: str | None = None,
                        teachers: str | TeacherTrainingResult | None = None, device: str = "auto"
                        ) -> ShardFile | State:
-    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
+    folder = teachers_folder(teachers)
     try:
         part = Shard(shard, shards)
         return predict_target_shard(data, part, Path(output) / "shards" / shard_file_name(part), model=model,
@@ -75,14 +75,19 @@ def predict_shard_task(data: str, output: str, shard: int = 0, shards: int = 1, 
       cache_key_fn=stage_cache_key("data", "shard_files"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
 def score_shards_task(data: str, shard_files: list[str], output: str, model: str | None = None,
                       teachers: str | TeacherTrainingResult | None = None) -> ModelScores | State:
-    folder = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
     try:
         result, _ = evaluate_shards(data, shard_files, output=output)
     except MlcoreError as error:
         return Failed(message=str(error))
-    if folder is not None:
-        return ModelScores(name="teachers", kind="teachers", path=str(folder), metrics=result.metrics(),
-                           num_images=result.num_images, output_dir=output, seconds=result.seconds)
-    return ModelScores(name=Path(str(model)).name, kind=model_format(str(model)), path=str(model),
-                       metrics=result.metrics(), num_images=result.num_images, output_dir=output,
-                       seconds=result.seconds)
+    return _scores(result, output, model=model, teachers=teachers_folder(teachers))
+
+
+def _scores(result: EvaluationResult, output: str, *, model: str | None = None, teachers: Path | None = None
+            ) -> ModelScores:
+    """One row of the pipeline's comparison: the teachers' scores when TEACHERS is given, else MODEL's."""
+    if teachers is not None:
+        name, kind, path = "teachers", "teachers", str(teachers)
+    else:
+        name, kind, path = Path(str(model)).name, model_format(str(model)), str(model)
+    return ModelScores(name=name, kind=kind, path=path, metrics=result.metrics(), num_images=result.num_images,
+                       output_dir=output, seconds=result.seconds)

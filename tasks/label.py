@@ -14,6 +14,7 @@ from mlcore.training.labelling import LabelledShard
 from mlcore.training.student_setup import label_teacher_shard
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
+from tasks.train_teacher import teachers_folder
 
 TIMEOUT_SECONDS = 12 * 3600
 
@@ -35,7 +36,7 @@ def label_teacher_shard_task(
     device: str | None = None,
     config_files: list[str] | None = None,
 ) -> LabelledShard | State:
-    teachers_dir = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
+    teachers_dir = teachers_folder(teachers)
     try:
         return label_teacher_shard(data, val, teachers=teachers_dir, teacher_cache=cache, shard=shard, shards=shards,
                                    unlabeled=unlabeled, device=device, config_files=config_files or [],

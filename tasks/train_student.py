@@ -12,6 +12,7 @@ from mlcore.training.student_setup import train_student
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
                           stage_cache_key)
+from tasks.train_teacher import teachers_folder
 
 TIMEOUT_SECONDS = 24 * 3600
 
@@ -51,7 +52,7 @@ def train_student_task(
     teacher_cache: str | None = None,
     devices: int | str | None = None,
 ) -> DistillationResult | State:
-    teachers_dir = teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else teachers
+    teachers_dir = teachers_folder(teachers)
     try:
         resume = prepare_stage_dir(output, current_stage_key()) or resume
         result = train_student(data, val, output, teachers=teachers_dir, student=student, unlabeled=unlabeled,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
@@ -13,6 +15,14 @@ from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelera
                           stage_cache_key)
 
 TIMEOUT_SECONDS = 24 * 3600
+
+
+def teachers_folder(teachers: str | Path | TeacherTrainingResult | None) -> Path | None:
+    """Where the teachers are: later stages get this stage's record in the pipeline (so new teachers change their
+    cache keys), or a folder when called on their own."""
+    if teachers is None:
+        return None
+    return teachers.output_dir if isinstance(teachers, TeacherTrainingResult) else Path(teachers)
 
 
 def _markdown(result: TeacherTrainingResult) -> str:
