@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from mlcore.data.coco_reader import read_coco
+from mlcore.data.coco_reader import MLCORE_KEY, RawCoco, read_coco
 from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, CocoImage
 from mlcore.data.images import choose_image_root
 from mlcore.data.masks import decode_to_mask
@@ -55,8 +55,7 @@ class CocoDataset:
         self.sha256 = raw.sha256
         self.images = [msgspec.json.decode(r, type=CocoImage) for r in raw.images]
         self.categories = [msgspec.json.decode(r, type=CocoCategory) for r in raw.categories]
-        self.images_root = Path(images_dir) if images_dir else _default_images_root(
-            Path(raw.path), [image.file_name for image in self.images[:50]])
+        self.images_root = images_root_of(raw, [image.file_name for image in self.images], images_dir)
         self._annotations: dict[int, list[CocoAnnotation]] = defaultdict(list)
         decoder = msgspec.json.Decoder(CocoAnnotation)
         for record in raw.annotations:
@@ -79,11 +78,32 @@ class CocoDataset:
         )
 
 
-def _default_images_root(annotation_file: Path, file_names: list[str]) -> Path:
-    """The images root `mlcore validate` recorded beside split files (.mode_config.json), else discovered."""
+def images_root_of(raw: RawCoco, file_names: list[str], images_dir: str | Path | None = None) -> Path:
+    """Where a COCO file's images are: --images (same rule as `validate`), else the root `validate` recorded in the
+    file itself (split and cleaned files carry it) or in .mode_config.json beside it, else found as `validate` does."""
+    annotation_file = Path(raw.path)
+    if images_dir is None:
+        for recorded in (recorded_images_root(raw), _mode_config_root(annotation_file)):
+            if recorded is not None and recorded.is_dir():
+                return recorded
+    return choose_image_root(annotation_file, file_names, Path(images_dir) if images_dir is not None else None)
+
+
+def recorded_images_root(raw: RawCoco) -> Path | None:
+    """The images root `validate` wrote into a file's top-level `mlcore` entry, if any."""
+    entry = raw.extra.get(MLCORE_KEY)
+    if entry is None:
+        return None
+    try:
+        root = msgspec.json.decode(entry).get("images_root")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return Path(root) if isinstance(root, str) and root else None
+
+
+def _mode_config_root(annotation_file: Path) -> Path | None:
     beside = annotation_file.parent / MODE_CONFIG_NAME
     if beside.is_file():
-        recorded = Path(json.loads(beside.read_text()).get("images_root", ""))
-        if recorded.is_dir():
-            return recorded
-    return choose_image_root(annotation_file, file_names)
+        recorded = json.loads(beside.read_text()).get("images_root")
+        return Path(recorded) if recorded else None
+    return None

@@ -30,6 +30,8 @@ class RawCoco:
 
 
 RECORD_LISTS = ("images", "annotations", "categories")
+# Top-level entry mlcore adds to the files it writes: {"images_root": ...}, so later commands need no --images.
+MLCORE_KEY = "mlcore"
 _top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
