@@ -47,7 +47,8 @@ def _flow_state(state: State) -> State:
 
 @flow(name="train-teachers", log_prints=True)
 def train_teachers_stage(data: str, val: str, output: str, preset: str | None = None, device: str | None = None,
-                         epochs: int | None = None) -> TeacherTrainingResult | State:
+                         epochs: int | None = None, images: str | None = None, val_images: str | None = None
+                         ) -> TeacherTrainingResult | State:
     """Train the teachers the data's mode needs into OUTPUT (the pipeline's train-teachers stage).
 
     Args:
@@ -57,16 +58,19 @@ def train_teachers_stage(data: str, val: str, output: str, preset: str | None = 
         preset: teacher preset (tiny for CPU smoke runs); empty: the teacher configs' presets.
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
         epochs: epochs for each teacher; empty: the teacher configs' value.
+        images: image folder of DATA (and of VAL when VAL_IMAGES is empty); empty: the folder validate recorded.
+        val_images: image folder of VAL; empty: IMAGES.
     """
     task = _cached(train_teacher_task, output)
-    return _flow_state(task(data, val, output, preset=preset, device=device, epochs=epochs, return_state=True))
+    return _flow_state(task(data, val, output, preset=preset, device=device, epochs=epochs, images=images,
+                            val_images=val_images, return_state=True))
 
 
 @flow(name="distill", log_prints=True)
 def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: str,
                   student: str | None = None, epochs: int | None = None, imgsz: int | None = None,
-                  device: str | None = None, teacher_cache: str | None = None, devices: str | None = None
-                  ) -> DistillationResult | State:
+                  device: str | None = None, teacher_cache: str | None = None, devices: str | None = None,
+                  images: str | None = None, val_images: str | None = None) -> DistillationResult | State:
     """Distil the teachers into a student in OUTPUT (the pipeline's distill stage).
 
     Args:
@@ -80,11 +84,13 @@ def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: s
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
         teacher_cache: the teacher-label folder labelling shards filled (flows/shards.py); empty: the teachers label.
         devices: GPUs of the worker's machine that distil together (DDP), e.g. 0,1; empty: DEVICE alone.
+        images: image folder of DATA (and of VAL when VAL_IMAGES is empty); empty: the folder validate recorded.
+        val_images: image folder of VAL; empty: IMAGES.
     """
     task = _cached(train_student_task, output)
     return _flow_state(task(data, val, _teachers_record(teachers), output, student=student, epochs=epochs,
                             imgsz=imgsz, device=device, teacher_cache=teacher_cache, devices=devices,
-                            return_state=True))
+                            images=images, val_images=val_images, return_state=True))
 
 
 def _teachers_record(teachers: str | dict[str, Any]) -> str | TeacherTrainingResult:

@@ -26,7 +26,8 @@ from pydantic import Field
 from flows.gpu_stages import gpu_stage
 from flows.shards import evaluate_in_shards, label_in_shards
 from mlcore.data.prepare import DatasetReport
-from mlcore.errors import ConfigError
+from mlcore.data.coco_dataset import CocoDataset
+from mlcore.errors import ConfigError, MlcoreError
 from mlcore.reporting import PipelineRun, StageRecord
 from mlcore.storage import StorageError, new_run_id
 from tasks.aws import load_aws_credentials
@@ -128,7 +129,8 @@ def training_pipeline(
             empty: generate the demo shapes dataset into OUTPUT/dataset.
         val: validation COCO JSON (path or s3://); empty: split DATA by SPLIT.
         test: test COCO JSON (path or s3://) for the final comparison; empty: the split's test part (or VAL).
-        images: image folder of DATA, a path or s3://bucket/prefix (default: found beside the JSON).
+        images: image folder of DATA, a path or s3://bucket/prefix (default: found beside the JSON); also of VAL
+            and TEST when it holds their images. The prepared files record their folder for the later stages.
         mode: annotation mode; auto detects it from the data.
         teacher_preset: tiny (CPU smoke runs) or a full-size preset name; empty: the teacher configs' presets.
         student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
@@ -175,7 +177,7 @@ def training_pipeline(
             data, images, val, test = local.data, local.images, local.val, local.test
             stages.done(1)
         report = _validated(stages, data, images, run_dir / "prepared", None if val else split, seed, mode)
-        splits = _splits(stages, report, val, test, run_dir / "prepared")
+        splits = _splits(stages, report, val, test, run_dir / "prepared", images=images)
         stages.done(2)
 
         def cached(task: Any) -> Any:
@@ -238,14 +240,15 @@ def _validated(stages: _Stages, data: str, images: str | None, output: Path, spl
     return report
 
 
-def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str | None, prepared: Path
-            ) -> dict[str, str]:
+def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str | None, prepared: Path,
+            images: str | None = None) -> dict[str, str]:
     """train / val / test files: the parts validate split off, or the given files, each validated into its own folder
-    (with the training data's mode forced, and every category kept, so class indices agree)."""
+    (with the training data's mode forced, and every category kept, so class indices agree) and read from IMAGES
+    when that folder holds their images."""
 
     def checked(name: str, path: str) -> str:
-        result = stages.run(f"validate {name}", validate_dataset_task, path, output=str(prepared / name),
-                            mode=report.annotation_mode, keep_empty_classes=True)
+        result = stages.run(f"validate {name}", validate_dataset_task, path, images=_images_for(path, images),
+                            output=str(prepared / name), mode=report.annotation_mode, keep_empty_classes=True)
         if not result.usable:
             raise StageFailed(unusable_dataset_state(result).message)
         return result.outputs["cleaned"]
@@ -265,6 +268,18 @@ def _splits(stages: _Stages, report: DatasetReport, val: str | None, test: str |
         splits["test"] = checked("test", test)
     splits.setdefault("test", splits["val"])
     return splits
+
+
+def _images_for(annotation_file: str, images: str | None) -> str | None:
+    """IMAGES when that folder holds ANNOTATION_FILE's images (one folder for train, val and test), else None: they
+    are then looked for as `validate` looks for them (beside the file, COCO's layout, ...)."""
+    if images is None:
+        return None
+    try:
+        CocoDataset(annotation_file, images)
+    except MlcoreError:
+        return None
+    return images
 
 
 def _evaluated(stages: _Stages, shards: int, teachers: Any, models: list[str], test: str, run_dir: Path,

@@ -58,27 +58,32 @@ def with_task_runner(flow: Flow, dask_address: str | None) -> Flow:
 
 def label_in_shards(shards: int, data: str, val: str, teachers: str | TeacherTrainingResult, cache: str, *,
                     unlabeled: str | None = None, device: str | None = None, config_files: list[str] | None = None,
+                    images: str | None = None, val_images: str | None = None,
                     result_storage: Path | None = None, return_state: bool = False
                     ) -> list[LabelledShard] | State:
     """Distillation's teacher labelling split into SHARDS tasks writing into CACHE; then distil with
-    teacher_cache=CACHE and the same data, unlabeled images and configs, and no teacher call is left."""
+    teacher_cache=CACHE and the same data, image folders, unlabeled images and configs, and no teacher call is
+    left."""
     _check(shards)
     task = _stored(label_teacher_shard_task, result_storage)
     futures = task.map(data=unmapped(data), val=unmapped(val), teachers=unmapped(teachers), cache=unmapped(cache),
                        shard=range(shards), shards=unmapped(shards), unlabeled=unmapped(unlabeled),
-                       device=unmapped(device), config_files=unmapped(config_files))
+                       device=unmapped(device), config_files=unmapped(config_files), images=unmapped(images),
+                       val_images=unmapped(val_images))
     return _gathered(futures, "label-teacher-shard", return_state)
 
 
 def evaluate_in_shards(shards: int, data: str, output: str, *, model: str | None = None,
                        teachers: str | TeacherTrainingResult | None = None, device: str = "auto",
-                       result_storage: Path | None = None, return_state: bool = False) -> ModelScores | State:
+                       images: str | None = None, result_storage: Path | None = None, return_state: bool = False
+                       ) -> ModelScores | State:
     """What evaluate_model_task (MODEL) or evaluate_teachers_task (TEACHERS) returns and writes into OUTPUT, with the
-    predictions made in SHARDS tasks and scored once, here."""
+    predictions made in SHARDS tasks and scored once, here. images: DATA's image folder."""
     _check(shards)
     task = _stored(predict_shard_task, result_storage)
     futures = task.map(data=unmapped(data), output=unmapped(output), shard=range(shards), shards=unmapped(shards),
-                       model=unmapped(model), teachers=unmapped(teachers), device=unmapped(device))
+                       model=unmapped(model), teachers=unmapped(teachers), device=unmapped(device),
+                       images=unmapped(images))
     predicted = _gathered(futures, "predict-shard", return_state=True)
     if predicted.is_failed():
         return _failed(predicted.message or "predict-shard failed", return_state)

@@ -40,11 +40,13 @@ def benchmark_models_task(
     warmup: int = 1,
     speed_images: int = 4,
     device: str = "auto",
+    images: str | None = None,
 ) -> ComparisonReport | State:
-    """report.md / report.json / report.png in OUTPUT; speed-up is against the teachers when they are timed."""
+    """report.md / report.json / report.png in OUTPUT; speed-up is against the teachers when they are timed.
+    images: DATA's image folder (default: where validate recorded it, else found beside the JSON)."""
     accuracy = {score.name: score.metrics for score in scores or []}
     try:
-        dataset = CocoDataset(data)
+        dataset = CocoDataset(data, images)
         sample = [dataset[index].image_path for index in range(min(speed_images, len(dataset)))]
         entries = []
         if teachers is not None:

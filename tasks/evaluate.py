@@ -1,4 +1,5 @@
 """Scoring a model or the teachers on a labelled split as Prefect tasks: thin wrappers over `mlcore.evaluation`.
+`images`: the split's image folder (default: where validate recorded it, else found beside the JSON).
 
 In shards (flows/shards.py maps them): `predict_shard_task` on each worker writes its part of the split's predictions
 into OUTPUT/shards/, then `score_shards_task` merges them and scores once (mAP is not additive over images), writing
@@ -27,9 +28,10 @@ TIMEOUT_SECONDS = 4 * 3600
 # Cached on the model file's and the split's content; writes metrics.json, PR curves and predictions into OUTPUT.
 @task(name="evaluate-model", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("model", "data"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
-def evaluate_model_task(model: str, data: str, output: str, device: str = "auto") -> ModelScores | State:
+def evaluate_model_task(model: str, data: str, output: str, device: str = "auto", images: str | None = None
+                        ) -> ModelScores | State:
     try:
-        result, _ = evaluate_target(data, model=model, output=output, device=device, progress=False)
+        result, _ = evaluate_target(data, model=model, images=images, output=output, device=device, progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:
@@ -41,10 +43,11 @@ def evaluate_model_task(model: str, data: str, output: str, device: str = "auto"
 @task(name="evaluate-teachers", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("data"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
 def evaluate_teachers_task(teachers: str | TeacherTrainingResult, data: str, output: str,
-                           device: str = "auto") -> ModelScores | State:
+                           device: str = "auto", images: str | None = None) -> ModelScores | State:
     folder = teachers_folder(teachers)
     try:
-        result, _ = evaluate_target(data, teachers=folder, output=output, device=device, progress=False)
+        result, _ = evaluate_target(data, teachers=folder, images=images, output=output, device=device,
+                                    progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:
@@ -57,13 +60,13 @@ def evaluate_teachers_task(teachers: str | TeacherTrainingResult, data: str, out
 @task(name="predict-shard", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("model", "data"), persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
 def predict_shard_task(data: str, output: str, shard: int = 0, shards: int = 1, model: str | None = None,
-                       teachers: str | TeacherTrainingResult | None = None, device: str = "auto"
-                       ) -> ShardFile | State:
+                       teachers: str | TeacherTrainingResult | None = None, device: str = "auto",
+                       images: str | None = None) -> ShardFile | State:
     folder = teachers_folder(teachers)
     try:
         part = Shard(shard, shards)
         return predict_target_shard(data, part, Path(output) / "shards" / shard_file_name(part), model=model,
-                                    teachers=folder, device=device, progress=False)
+                                    teachers=folder, images=images, device=device, progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:

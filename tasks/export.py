@@ -36,12 +36,14 @@ def export_model_task(
     calibration_data: str | None = None,
     val_data: str | None = None,
     imgsz: int | None = None,
+    images: str | None = None,
 ) -> OptimizationResult | State:
-    """ONNX (always), the quantized model behind the accuracy gate, and a TensorRT engine when asked."""
+    """ONNX (always), the quantized model behind the accuracy gate, and a TensorRT engine when asked. images: the
+    image folder of the calibration and validation COCO files (default: where validate recorded them)."""
     try:
         result = optimize_model(model, output, formats=formats or ["onnx"], quantize=quantize,
                                 calibration_data=calibration_data if quantize == "int8" else None,
-                                val_data=val_data, imgsz=imgsz)
+                                calibration_images_dir=images, val_data=val_data, val_images=images, imgsz=imgsz)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:

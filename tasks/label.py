@@ -20,8 +20,8 @@ TIMEOUT_SECONDS = 12 * 3600
 
 
 # Cached like the distill step (data, teachers' record, configs) plus the shard; a retry or a rerun relabels only
-# what is missing, since the label files themselves are the real cache. Pass the distill step's data, unlabeled
-# images and configs: they decide which images are labelled and the labels' file names.
+# what is missing, since the label files themselves are the real cache. Pass the distill step's data, image folders,
+# unlabeled images and configs: they decide which images are labelled and the labels' file names.
 @task(name="label-teacher-shard", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
       cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
       timeout_seconds=TIMEOUT_SECONDS)
@@ -35,12 +35,14 @@ def label_teacher_shard_task(
     unlabeled: str | None = None,
     device: str | None = None,
     config_files: list[str] | None = None,
+    images: str | None = None,
+    val_images: str | None = None,
 ) -> LabelledShard | State:
     teachers_dir = teachers_folder(teachers)
     try:
         return label_teacher_shard(data, val, teachers=teachers_dir, teacher_cache=cache, shard=shard, shards=shards,
-                                   unlabeled=unlabeled, device=device, config_files=config_files or [],
-                                   progress=False)
+                                   images=images, val_images=val_images, unlabeled=unlabeled, device=device,
+                                   config_files=config_files or [], progress=False)
     except MlcoreError as error:
         return Failed(message=str(error))
     finally:

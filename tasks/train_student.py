@@ -51,11 +51,15 @@ def train_student_task(
     resume: bool = False,
     teacher_cache: str | None = None,
     devices: int | str | None = None,
+    images: str | None = None,
+    val_images: str | None = None,
 ) -> DistillationResult | State:
+    """images / val_images: the image folders of DATA and VAL (default: where validate recorded them)."""
     teachers_dir = teachers_folder(teachers)
     try:
         resume = prepare_stage_dir(output, current_stage_key()) or resume
-        result = train_student(data, val, output, teachers=teachers_dir, student=student, unlabeled=unlabeled,
+        result = train_student(data, val, output, teachers=teachers_dir, images=images, val_images=val_images,
+                               student=student, unlabeled=unlabeled,
                                epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
                                config_files=config_files or [], resume=resume, progress=False,
                                teacher_cache=teacher_cache, devices=devices)

@@ -53,10 +53,14 @@ def train_teacher_task(
     batch_size: int | None = None,
     config_files: list[str] | None = None,
     resume: bool = False,
+    images: str | None = None,
+    val_images: str | None = None,
 ) -> TeacherTrainingResult | State:
+    """images / val_images: the image folders of DATA and VAL (default: where validate recorded them)."""
     try:
         resume = prepare_stage_dir(output, current_stage_key()) or resume
-        result = train_teachers(data, val, output, auto_detect=auto_detect, preset=preset, device=device,
+        result = train_teachers(data, val, output, auto_detect=auto_detect, images=images, val_images=val_images,
+                                preset=preset, device=device,
                                 epochs=epochs, batch_size=batch_size, config_files=config_files or [],
                                 resume=resume, progress=False)
     except MlcoreError as error:

@@ -120,6 +120,11 @@ def train_teacher(
     data: Annotated[Path, typer.Option("--data", help="COCO JSON of the training split (from `mlcore validate`).")],
     val: Annotated[Path, typer.Option("--val", help="COCO JSON of the validation split.")],
     output: Annotated[Path, typer.Option("--output", help="Run folder: adapters, checkpoints, metrics.json.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data, and of --val unless --val-images "
+                                                   "(default: the folder `validate` recorded, else found beside the "
+                                                   "JSON).")] = None,
+    val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Image folder of --val, when it is not "
+                                                       "--images.")] = None,
     auto_detect: Annotated[bool, typer.Option("--auto-detect", help="No .mode_config.json beside --data: run the "
                                               "validate step into OUTPUT/dataset/ to detect the mode.")] = False,
     preset: Annotated[Optional[str], typer.Option(help="tiny: tiny presets for both teachers (CPU smoke runs); "
@@ -137,7 +142,8 @@ def train_teacher(
     """Fine-tune the teachers the dataset's mode needs (Grounding DINO and/or SAM) with LoRA."""
     from mlcore.training.teacher_setup import train_teachers
 
-    result = train_teachers(data, val, output, auto_detect=auto_detect, preset=preset, device=device, gpu=gpu,
+    result = train_teachers(data, val, output, auto_detect=auto_detect, images=images, val_images=val_images,
+                            preset=preset, device=device, gpu=gpu,
                             epochs=epochs, batch_size=batch_size, config_files=config or [], resume=resume,
                             progress=progress)
     for family, run in result.runs.items():
@@ -152,6 +158,11 @@ def train_student(
     val: Annotated[Path, typer.Option("--val", help="COCO JSON of the validation split.")],
     teachers: Annotated[Path, typer.Option("--teachers", help="Folder `mlcore train-teacher` wrote (adapters).")],
     output: Annotated[Path, typer.Option("--output", help="Run folder: best.pt, last.pt, student.json, metrics.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data, and of --val unless --val-images "
+                                                   "(default: the folder `validate` recorded, else found beside the "
+                                                   "JSON).")] = None,
+    val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Image folder of --val, when it is not "
+                                                       "--images.")] = None,
     auto_detect: Annotated[bool, typer.Option("--auto-detect", help="No .mode_config.json beside --data: run the "
                                               "validate step into OUTPUT/dataset/ to detect the mode.")] = False,
     student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: "
@@ -176,7 +187,8 @@ def train_student(
     """Distil the fine-tuned teachers into a prompt-free student (YOLOv8, YOLOv8-seg or FastSAM)."""
     from mlcore.training.student_setup import train_student as run_distillation
 
-    result = run_distillation(data, val, output, teachers=teachers, auto_detect=auto_detect, student=student,
+    result = run_distillation(data, val, output, teachers=teachers, auto_detect=auto_detect, images=images,
+                              val_images=val_images, student=student,
                               unlabeled=unlabeled, epochs=epochs, imgsz=imgsz, batch_size=batch_size, device=device,
                               gpu=gpu, config_files=config or [], resume=resume, progress=progress, devices=gpus)
     best = f"{result.best:.4f}" if result.best is not None else "n/a"

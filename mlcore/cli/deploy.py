@@ -31,10 +31,14 @@ def optimize(
     calib_data: Annotated[Optional[Path], typer.Option("--calib-data", help="Calibration images: a folder, or a "
                                                        "COCO file (use training images).")] = None,
     calib_images: Annotated[Optional[Path], typer.Option("--calib-images", help="Image folder of a --calib-data "
-                                                         "COCO file (default: beside it).")] = None,
+                                                         "COCO file (default: --images).")] = None,
     val_data: Annotated[Optional[Path], typer.Option("--val-data", help="COCO file of the validation split: the "
                                                      "accuracy gate compares mAP before and after quantizing.")] = None,
-    val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Its image folder.")] = None,
+    val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Its image folder (default: --images).")
+                          ] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of the --calib-data and --val-data COCO files "
+                                                   "(default: the folder `validate` recorded, else found beside the "
+                                                   "JSON).")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size (default: the checkpoint's training size).")
                      ] = None,
     config: Annotated[Optional[list[Path]], typer.Option("--config", help="quantization and/or tensorrt YAML; "
@@ -56,7 +60,8 @@ def optimize(
             raise ConfigError(f"--config takes quantization or tensorrt configs, this one is {loaded.kind!r}",
                               where=str(path), fix="pass quantization.yaml and/or tensorrt.yaml")
     result = optimize_model(model, output, formats=format, quantize=quantize.value, calibration_data=calib_data,
-                            calibration_images_dir=calib_images, val_data=val_data, val_images=val_images,
+                            calibration_images_dir=calib_images or images, val_data=val_data,
+                            val_images=val_images or images,
                             imgsz=imgsz, config=quantization, tensorrt_config=tensorrt)
     for entry in result.files:
         stdout.print(f"{entry['name']:28} {entry['precision']:6} {entry['size_mb']:8.2f} MB", highlight=False)
@@ -70,8 +75,11 @@ def optimize(
 
 def infer(
     model: Annotated[Path, typer.Option("--model", help=".pt, .onnx or TensorRT .engine.")],
-    source: Annotated[Path, typer.Option("--source", help="An image, or a folder of images.")],
+    source: Annotated[Path, typer.Option("--source", help="An image, a folder of images, or a COCO file (its "
+                                         "images, with its image and category ids).")],
     output: Annotated[Path, typer.Option("--output", help="Folder for overlays/, predictions.json.")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of a COCO --source (default: the folder "
+                                                   "`validate` recorded, else found beside the JSON).")] = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Score threshold.")] = 0.25,
     iou: Annotated[float, typer.Option(min=0.0, max=1.0, help="NMS IoU threshold.")] = 0.7,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
@@ -85,7 +93,8 @@ def infer(
 
     names = [name.strip() for name in class_names.split(",")] if class_names else None
     engine = load_engine(model, device=device, imgsz=imgsz, class_names=names)
-    summary = infer_folder(engine, source, output, conf=conf, iou=iou, batch_size=batch_size, progress=True)
+    summary = infer_folder(engine, source, output, conf=conf, iou=iou, batch_size=batch_size, images_dir=images,
+                           progress=True)
     stdout.print(f"{summary.num_images} image(s), {summary.num_detections} detection(s) "
                  f"({', '.join(f'{k} {v}' for k, v in summary.detections_per_class.items()) or 'none'})",
                  highlight=False)
@@ -99,7 +108,8 @@ def evaluate(
                                                      "output), run with the class names as prompts.")] = None,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", help="A COCO results file to score.")
                            ] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: found from --data).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: the folder "
+                                                   "`validate` recorded, else found beside the JSON).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write metrics.json, PR curves (PNG) and predictions.")
                       ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -126,7 +136,8 @@ def benchmark(
     output: Annotated[Path, typer.Option(help="Folder for report.md, report.json, report.png.")] = Path("benchmark"),
     teachers: Annotated[Optional[Path], typer.Option("--teachers", help="Also measure the teachers (prompted).")
                         ] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: found from --data).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder of --data (default: the folder "
+                                                   "`validate` recorded, else found beside the JSON).")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per batch size.")] = 20,
     batch_size: Annotated[list[int], typer.Option("--batch-size", help="Batch sizes to time; repeatable.")
                           ] = [1, 8],  # noqa: B006 (typer needs a list)

@@ -54,7 +54,8 @@ def pipeline(
     test: Annotated[Optional[str], typer.Option(help="Test COCO JSON (path or s3://) for the final comparison "
                                                 "(default: the split's test part, or --val).")] = None,
     images: Annotated[Optional[str], typer.Option(help="Image folder of --data, a path or s3://bucket/prefix "
-                                                  "(default: found beside the JSON).")] = None,
+                                                  "(default: found beside the JSON); also of --val and --test when "
+                                                  "it holds their images.")] = None,
     mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it.")] = Mode.auto,
     teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs) or a full-size preset name "
                                                           "(default: the teacher configs').")] = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from mlcore.data import lookalikes
 from mlcore.data.coco_schema import json_encoder
 from mlcore.errors import DatasetError
 
@@ -27,12 +28,13 @@ class RawCoco:
     categories: list[msgspec.Raw]
     extra: dict[str, msgspec.Raw]  # other top-level keys (info, licenses, ...), written back verbatim
     non_standard_numbers: bool  # NaN / Infinity literals were read as null
+    has_annotations_key: bool = True  # False for an image-info file (like COCO's image_info_test): no labels at all
 
 
 RECORD_LISTS = ("images", "annotations", "categories")
 # Top-level entry mlcore adds to the files it writes: {"images_root": ...}, so later commands need no --images.
 MLCORE_KEY = "mlcore"
-_top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_top_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw])
 _list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -44,20 +46,13 @@ def read_coco(path: str | Path) -> RawCoco:
         raise DatasetError("annotation file is empty", where=str(path), fix="export the annotations again")
     with open(path, "rb") as handle:
         buffer: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    where = str(path)
+    if lfs_pointer := lookalikes.git_lfs_pointer(buffer[:1024], where):
+        raise lfs_pointer
     digest = hashlib.sha256(buffer).hexdigest()
-    non_standard = False
-    try:
-        top = _top_decoder.decode(buffer)
-    except msgspec.ValidationError:
-        raise DatasetError("the top level is not a JSON object", where=str(path),
-                           fix="a COCO file is an object with 'images', 'annotations' and 'categories' lists") from None
-    except msgspec.DecodeError:
-        buffer, non_standard = _reencode_with_python_json(path), True
-        top = _top_decoder.decode(buffer)
-    missing = [key for key in ("images", "categories") if key not in top]
-    if missing:
-        raise DatasetError(f"missing top-level key(s): {', '.join(missing)}", where=str(path),
-                           fix="a COCO file needs 'images' and 'categories' lists ('annotations' may be absent)")
+    top, non_standard = _decode_top(buffer, path)
+    if isinstance(top, list):
+        raise lookalikes.recognise(top, where) or _not_an_object(path)
     lists = {}
     for key in RECORD_LISTS:
         try:
@@ -65,8 +60,34 @@ def read_coco(path: str | Path) -> RawCoco:
         except msgspec.ValidationError:
             raise DatasetError(f"'{key}' is not a list", where=f"{path}: {key}",
                                fix=f"'{key}' must be a JSON list of objects") from None
+    if lookalike := lookalikes.recognise(top, where, lists["annotations"]):
+        raise lookalike
+    missing = [key for key in ("images", "categories") if key not in top]
+    if missing:
+        raise DatasetError(f"missing top-level key(s): {', '.join(missing)}", where=where,
+                           fix="a COCO file needs 'images' and 'categories' lists ('annotations' may be absent)")
     extra = {key: value for key, value in top.items() if key not in RECORD_LISTS}
-    return RawCoco(path=path, sha256=digest, extra=extra, non_standard_numbers=non_standard, **lists)
+    return RawCoco(path=path, sha256=digest, extra=extra, non_standard_numbers=non_standard,
+                   has_annotations_key="annotations" in top, **lists)
+
+
+def _decode_top(buffer: bytes | mmap.mmap, path: Path) -> tuple[dict[str, msgspec.Raw] | list[msgspec.Raw], bool]:
+    """The top level as raw slices (an object or a list), and whether NaN / Infinity had to be read as null."""
+    try:
+        return _top_decoder.decode(buffer), False
+    except msgspec.ValidationError:  # a bare number or string
+        raise _not_an_object(path) from None
+    except msgspec.DecodeError:
+        pass
+    try:
+        return _top_decoder.decode(_reencode_with_python_json(path)), True
+    except msgspec.ValidationError:
+        raise _not_an_object(path) from None
+
+
+def _not_an_object(path: Path) -> DatasetError:
+    return DatasetError("the top level is not a JSON object", where=str(path),
+                        fix="a COCO file is an object with 'images', 'annotations' and 'categories' lists")
 
 
 def _reencode_with_python_json(path: Path) -> bytes:
@@ -81,7 +102,4 @@ def _reencode_with_python_json(path: Path) -> bytes:
             f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", where=str(path),
             fix="repair the file (e.g. re-export it); `python -m json.tool FILE` shows the spot",
         ) from None
-    if not isinstance(data, dict):
-        raise DatasetError("the top level is not a JSON object", where=str(path),
-                           fix="a COCO file is an object with 'images', 'annotations' and 'categories' lists")
     return json_encoder.encode(data)

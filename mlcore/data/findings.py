@@ -56,3 +56,35 @@ class Findings:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+EXAMPLES_SHOWN = 5
+
+
+class FindingGroup:
+    """Many records with one root cause become one finding: the count and the first few places, never hundreds.
+
+    With a single place the finding is exactly the per-record one (its path and its detail).
+    """
+
+    def __init__(self, severity: Severity, code: str, summary: str, fix: str, path: str) -> None:
+        self.severity, self.code, self.summary, self.fix, self.path = severity, code, summary, fix, path
+        self.places: list[tuple[str, str]] = []
+
+    def add(self, path: str, detail: str) -> None:
+        self.places.append((path, detail))
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+    def emit(self, findings: Findings) -> None:
+        if not self.places:
+            return
+        if len(self.places) == 1:
+            path, detail = self.places[0]
+            findings.add(self.severity, self.code, path, detail, self.fix)
+            return
+        shown = "; ".join(f"{path}: {detail}" for path, detail in self.places[:EXAMPLES_SHOWN])
+        more = f"; and {len(self.places) - EXAMPLES_SHOWN} more" if len(self.places) > EXAMPLES_SHOWN else ""
+        findings.add(self.severity, self.code, self.path,
+                     f"{self.summary} ({len(self.places)} places): {shown}{more}", self.fix)

@@ -154,11 +154,21 @@ def probe_image(path: Path, check: ImageCheck) -> ImageProbe:
             if check == "full":
                 image.load()  # decodes every pixel: catches truncated files a header read misses
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return ImageProbe(size=None, problem=f"unreadable: {exc}")
+        return ImageProbe(size=None, problem="lfs pointer" if is_lfs_pointer(path) else f"unreadable: {exc}")
     except ImportError:
         # Once ultralytics is imported, Image.open retries unknown files with pi-heif and raises this when absent.
-        return ImageProbe(size=None, problem="unreadable: not a known image format")
+        return ImageProbe(size=None, problem="lfs pointer" if is_lfs_pointer(path)
+                          else "unreadable: not a known image format")
     return ImageProbe(size=size, exif_transposed=transposed)
+
+
+LFS_POINTER_START = b"version https://git-lfs.github.com/spec/"
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    """A repository cloned without `git lfs pull` holds small text pointers where the images should be."""
+    with open(path, "rb") as handle:
+        return handle.read(len(LFS_POINTER_START)) == LFS_POINTER_START
 
 
 def probe_images(

@@ -20,6 +20,8 @@ from pycocotools import mask as mask_utils
 class MaskGeometry:
     bbox: tuple[float, float, float, float]  # x, y, width, height
     area: float
+    is_box: bool = False  # one axis-aligned rectangle: the "mask" carries no shape (VIA writes boxes this way)
+    overflow: float = 0.0  # how far, in pixels, the polygon reaches outside the image (its box and area are clipped)
 
 
 class SegmentationProblem(ValueError):
@@ -90,6 +92,7 @@ def polygon_geometry(parts: list[list[float]], height: int, width: int) -> MaskG
     x1 = max(max(part[0::2]) for part in parts)
     y0 = min(min(part[1::2]) for part in parts)
     y1 = max(max(part[1::2]) for part in parts)
+    overflow = max(-x0, -y0, x1 - width, y1 - height, 0.0)
     if x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height:
         area = sum(polygon_area(part) for part in parts)
     else:
@@ -97,7 +100,17 @@ def polygon_geometry(parts: list[list[float]], height: int, width: int) -> MaskG
         y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
         rles = mask_utils.frPyObjects(parts, height, width)
         area = float(mask_utils.area(rles[0] if len(rles) == 1 else mask_utils.merge(rles)))
-    return MaskGeometry(bbox=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), area=float(area))
+    return MaskGeometry(bbox=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), area=float(area),
+                        is_box=len(parts) == 1 and _is_rectangle(parts[0]), overflow=float(overflow))
+
+
+def _is_rectangle(part: list[float]) -> bool:
+    """Four corners (a closing repeat of the first allowed) on two x values and two y values."""
+    points = list(zip(part[0::2], part[1::2]))
+    if len(points) == 5 and points[0] == points[4]:
+        points = points[:4]
+    return len(points) == 4 and len(set(points)) == 4 and len({x for x, _ in points}) == 2 \
+        and len({y for _, y in points}) == 2
 
 
 def rle_geometry(segmentation: dict[str, Any], height: int, width: int) -> MaskGeometry:

@@ -1,7 +1,8 @@
 """Which annotation mode a dataset is in, and what that means for teachers, student and distillation.
 
 The rule (also in docs/ANNOTATION_FORMATS.md), over non-crowd annotations:
-- no annotation has a usable mask                       -> detection_only
+- no annotation has a usable mask                       -> detection_only (also when every mask is exactly its
+                                                          box: such masks carry no shape)
 - masks present, and no annotation came with a bbox     -> segmentation_only (boxes are made from the masks)
 - masks on at least MIN_MASK_FRACTION of annotations    -> detection_and_segmentation
 - masks on fewer                                        -> detection_only; the few masks are ignored, with a warning
@@ -34,8 +35,15 @@ class ModeEvidence(BaseModel):
 
 def detect_mode(data: ValidatedCoco, findings: Findings) -> tuple[AnnotationMode, ModeEvidence]:
     objects = [ann for ann in data.annotations if not ann.iscrowd]
-    evidence = ModeEvidence(annotations=len(objects), with_mask=sum(a.has_mask for a in objects),
-                            with_given_bbox=sum(a.bbox_given for a in objects))
+    masked = sum(a.has_mask for a in objects)
+    masks_are_boxes = masked > 0 and all(a.mask_is_box for a in objects if a.has_mask)
+    evidence = ModeEvidence(annotations=len(objects), with_mask=0 if masks_are_boxes else masked,
+                            with_given_bbox=sum(a.bbox_given or masks_are_boxes for a in objects))
+    if masks_are_boxes:
+        findings.info("masks_are_boxes", "annotations",
+                      f"every one of the {masked} masks is exactly its box (a 4-corner rectangle, as VIA and box "
+                      "tools write boxes); they carry no shape, so the dataset counts as boxes",
+                      "nothing to do, unless they were meant to be outlines")
     if evidence.with_mask == 0:
         return "detection_only", evidence
     if evidence.with_given_bbox == 0:

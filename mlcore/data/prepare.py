@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import msgspec
 from pydantic import BaseModel, Field
 
-from mlcore.data.coco_reader import RawCoco, read_coco
+from mlcore.data.category_checks import class_categories, resolve_repeated_names
+from mlcore.data.coco_reader import MLCORE_KEY, RawCoco, read_coco
+from mlcore.data.coco_schema import json_encoder
 from mlcore.data.coco_writer import write_coco
 from mlcore.data.findings import Finding, Findings, Severity
-from mlcore.data.images import ImageCheck, choose_image_root, images_fingerprint
+from mlcore.data.coco_dataset import recorded_images_root
+from mlcore.data.images import SAMPLE_NAMES, ImageCheck, ImageRoot, find_image_root, images_fingerprint
 from mlcore.data.mode import (AnnotationMode, ModeEvidence, detect_mode, distillation_template, recommended_student,
                               recommended_teachers)
 from mlcore.data.mode_config import DISTILLATION_LOSSES, MODE_CONFIG_NAME, DistillationSettings, ModeConfig
 from mlcore.data.split import parse_ratios, stratified_split
+from mlcore.data.split_groups import compile_group_by, duplicates_across_splits, image_groups
 from mlcore.data.stats import DatasetStatistics, compute_statistics
-from mlcore.data.validation import ValidatedCoco, validate_coco
+from mlcore.data.validation import CrowdAsInstances, ValidatedCoco, validate_coco
 from mlcore.errors import DatasetError
 from mlcore.io import write_json_atomic
 
@@ -45,6 +50,7 @@ class DatasetReport(BaseModel):
     num_classes: int = 0
     counts: dict[str, int] = Field(description="Findings per severity.")
     repairs: dict[str, int] = Field(default_factory=dict, description="Automatic repairs in the cleaned copy.")
+    split_groups: str = Field("", description="What kept images together in one split (empty: each image alone).")
     splits: dict[str, int] = Field(default_factory=dict, description="Images per split file written.")
     statistics: DatasetStatistics | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
@@ -68,34 +74,50 @@ def prepare_dataset(
     configs_dir: str | Path | None = None,
     overwrite_configs: bool = False,
     progress: bool = True,
+    crowd_as_instances: CrowdAsInstances = "auto",
+    group_by: str | None = None,
 ) -> DatasetReport:
-    """Validate ANNOTATION_FILE and write the outputs; with `configs_dir`, also the active configs for its mode."""
+    """Validate ANNOTATION_FILE and write the outputs; with `configs_dir`, also the active configs for its mode.
+
+    `crowd_as_instances`: auto treats iscrowd=1 masks as objects when (nearly) every mask is one (CVAT's COCO 1.0).
+    `group_by`: a regular expression on file names whose match (first group) keeps images in one split.
+    """
     annotation_file = _absolute(annotation_file)
     output_dir = _absolute(output_dir) if output_dir else default_output_dir(annotation_file)
-    ratios = parse_ratios(split) if split else None  # fail on a bad --split before the long work
+    ratios = parse_ratios(split) if split else None  # fail on a bad --split or --group-by before the long work
+    group_pattern = compile_group_by(group_by)
     _clear_previous_outputs(output_dir, keep=annotation_file)
     raw = read_coco(annotation_file)
-    images_root = _absolute(_images_root(raw, images_dir))
+    root = _images_root(raw, images_dir)
+    images_root = _absolute(root.root)
     log.info("validating %s (images in %s)", annotation_file, images_root)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data = validate_coco(raw, images_root, image_check, progress=progress, spool_dir=output_dir)
+    data = validate_coco(raw, root, image_check, progress=progress, spool_dir=output_dir,
+                         crowd_as_instances=crowd_as_instances)
     try:
         return _finish(data, raw, annotation_file, output_dir, images_root, ratios, seed, keep_empty_classes, mode,
-                       configs_dir, overwrite_configs)
+                       configs_dir, overwrite_configs, group_pattern)
     finally:
         data.spool.close()
 
 
 def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir: Path, images_root: Path,
             ratios: dict[str, float] | None, seed: int, keep_empty_classes: bool, mode: AnnotationMode | None,
-            configs_dir: str | Path | None, overwrite_configs: bool) -> DatasetReport:
+            configs_dir: str | Path | None, overwrite_configs: bool, group_by: re.Pattern[str] | None
+            ) -> DatasetReport:
     """Everything after the record checks: classes, mode, statistics, and the output files."""
     findings = data.findings
 
-    class_categories = _class_categories(data, keep_empty_classes)
+    resolve_repeated_names(data)
+    class_categories_ = class_categories(data, keep_empty_classes)
     if not data.annotations:
         findings.error("no_annotations", "annotations", "no usable annotation remains",
                        "annotate the images (see the findings above for annotations that were dropped)")
+    elif not class_categories_:
+        findings.error("nothing_to_train", "annotations",
+                       f"no category has a usable object: all {len(data.annotations)} kept annotations are crowd "
+                       "regions (iscrowd=1), which train nothing",
+                       "pass --crowd-as-instances yes if they are objects (CVAT's COCO 1.0 export marks masks so)")
     annotation_mode, evidence = _mode(data, mode)
     statistics = compute_statistics(data)
     if statistics.negative_images:
@@ -106,23 +128,26 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
     report = DatasetReport(
         dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
         output_dir=str(output_dir), usable=usable, annotation_mode=annotation_mode if usable else None,
-        num_classes=len(class_categories), counts={}, statistics=statistics, findings=[],
+        num_classes=len(class_categories_), counts={}, statistics=statistics, findings=[],
         repairs={"boxes_and_areas_from_masks": data.boxes_from_masks,
-                 "annotation_ids_renumbered": data.renumbered_annotations},
+                 "annotation_ids_renumbered": data.renumbered_annotations,
+                 "crowd_as_instances": data.crowd_as_instances},
     )
     if usable:
         cleaned = output_dir / CLEANED_NAME
-        cleaned_sha256 = write_coco(cleaned, header=raw.extra, images=[i.out for i in data.images],
+        header = _header(raw, images_root)
+        cleaned_sha256 = write_coco(cleaned, header=header, images=[i.out for i in data.images],
                    annotations=(data.spool.get(a.out) for a in data.annotations), categories=data.category_records)
         report.outputs["cleaned"] = str(cleaned)
         if ratios:
-            report.splits = _write_splits(data, raw.extra, ratios, seed, output_dir, findings, report.outputs)
+            report.splits, report.split_groups = _write_splits(data, header, ratios, seed, output_dir, findings,
+                                                               report.outputs, group_by)
         mode_config = ModeConfig(
-            annotation_mode=annotation_mode, num_classes=len(class_categories),
-            class_mapping={str(i): c.name for i, c in enumerate(class_categories)},
-            category_ids={str(i): c.id for i, c in enumerate(class_categories)},
+            annotation_mode=annotation_mode, num_classes=len(class_categories_),
+            class_mapping={str(i): c.name for i, c in enumerate(class_categories_)},
+            category_ids={str(i): c.id for i, c in enumerate(class_categories_)},
             recommended_teachers=recommended_teachers(annotation_mode),
-            recommended_student=recommended_student(annotation_mode, len(class_categories)),
+            recommended_student=recommended_student(annotation_mode, len(class_categories_)),
             distillation_config=DistillationSettings(template=distillation_template(annotation_mode),
                                                      losses=DISTILLATION_LOSSES[annotation_mode]),
             dataset=str(cleaned), dataset_sha256=cleaned_sha256, source_dataset=str(annotation_file),
@@ -163,54 +188,38 @@ def _mode(data: ValidatedCoco, forced: AnnotationMode | None) -> tuple[Annotatio
     return forced, evidence
 
 
-def _images_root(raw: RawCoco, images_dir: str | Path | None) -> Path:
-    if images_dir is not None:
-        root = Path(images_dir)
-        if not root.is_dir():
-            raise DatasetError("image folder not found", where=str(root), fix="pass the folder holding the images")
-        return root
+def _images_root(raw: RawCoco, images_dir: str | Path | None) -> ImageRoot:
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise DatasetError("image folder not found", where=str(images_dir), fix="pass the folder holding the images")
+    recorded = recorded_images_root(raw)  # a cleaned or split file validated again
+    if images_dir is None and recorded is not None and recorded.is_dir():
+        images_dir = recorded
     decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
     names = []
-    for record in raw.images[:50]:
+    step = max(1, len(raw.images) // SAMPLE_NAMES)
+    for record in raw.images[::step][:SAMPLE_NAMES]:
         try:
             name = msgspec.json.decode(decoder.decode(record).get("file_name", b"null"))
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue
         if isinstance(name, str):
             names.append(name)
-    return choose_image_root(raw.path, names)
+    return find_image_root(raw.path, names, Path(images_dir) if images_dir is not None else None)
 
 
-def _class_categories(data: ValidatedCoco, keep_empty: bool) -> list:
-    """Categories that become classes, in category-id order; unused ones are reported and, by default, left out."""
-    used = {ann.category_id for ann in data.annotations if not ann.iscrowd}
-    crowd_only = {ann.category_id for ann in data.annotations if ann.iscrowd} - used
-    classes = []
-    for category in sorted(data.categories, key=lambda c: c.id):
-        if category.id in used or keep_empty:
-            classes.append(category)
-        if category.id in used:
-            continue
-        what = "only crowd regions (iscrowd=1), which train nothing" if category.id in crowd_only \
-            else "no annotation"
-        data.findings.add(
-            Severity.INFO if keep_empty else Severity.WARNING, "category_unused",
-            f"categories[{data.category_positions[category.id]}]",
-            f"category '{category.name}' (id {category.id}) has {what}"
-            + ("; kept as a class (--keep-empty-classes)" if keep_empty else "; left out of the class mapping"),
-            "annotate objects of it, or remove it" if keep_empty
-            else "annotate objects of it, remove it, or pass --keep-empty-classes to keep it as a class",
-        )
-    return classes
+def _header(raw: RawCoco, images_root: Path) -> dict[str, msgspec.Raw]:
+    """The input's top-level keys, plus where the images are: later commands read it and need no --images."""
+    return {**raw.extra, MLCORE_KEY: msgspec.Raw(json_encoder.encode({"images_root": str(images_root)}))}
 
 
 def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], seed: int, output_dir: Path,
-                  findings: Findings, outputs: dict[str, str]) -> dict[str, int]:
+                  findings: Findings, outputs: dict[str, str], group_by: re.Pattern[str] | None
+                  ) -> tuple[dict[str, int], str]:
     labels: dict[int, set[int]] = {image.id: set() for image in data.images}
     for ann in data.annotations:
         if not ann.iscrowd:
             labels[ann.image_id].add(ann.category_id)
-    assignment = stratified_split({k: sorted(v) for k, v in labels.items()}, ratios, seed)
+    assignment, groups_source = _grouped_split(data, labels, ratios, seed, findings, group_by)
     annotations_of: dict[int, list] = defaultdict(list)
     for ann in data.annotations:
         annotations_of[ann.image_id].append(ann.out)
@@ -238,7 +247,33 @@ def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], s
                    categories=data.category_records)
         outputs[name] = str(path)
         counts[name] = len(image_ids)
-    return counts
+    return counts, groups_source
+
+
+def _grouped_split(data: ValidatedCoco, labels: dict[int, set[int]], ratios: dict[str, float], seed: int,
+                   findings: Findings, group_by: re.Pattern[str] | None) -> tuple[dict[str, list[int]], str]:
+    """Stratified split of whole groups (copies of one photo stay together), then a check for identical files."""
+    groups = image_groups(((image.id, image.file_name, image.out) for image in data.images), group_by)
+    keys = sorted(set(groups.group_of.values()))
+    index_of = {key: i for i, key in enumerate(keys)}
+    members: dict[int, list[int]] = defaultdict(list)
+    group_labels: dict[int, set[int]] = defaultdict(set)
+    for image_id, key in groups.group_of.items():
+        members[index_of[key]].append(image_id)
+        group_labels[index_of[key]] |= labels[image_id]
+    by_group = stratified_split({g: sorted(group_labels[g]) for g in members}, ratios, seed)
+    assignment = {name: sorted(i for g in group_ids for i in members[g]) for name, group_ids in by_group.items()}
+    if groups.source:
+        findings.info("split_by_group", "--split", f"{len(data.images)} images in {groups.count} groups by "
+                      f"{groups.source}; each group lies in one split", "nothing to do")
+    split_of = {image_id: name for name, ids in assignment.items() for image_id in ids}
+    duplicates = duplicates_across_splits(data.images_root, {i.id: i.file_name for i in data.images}, split_of)
+    if duplicates:
+        shown = "; ".join(f"'{a}' ({sa}) = '{b}' ({sb})" for a, sa, b, sb in duplicates[:5])
+        findings.warning("duplicate_images_across_splits", "images",
+                         f"{len(duplicates)} image file(s) have exactly the same content as a file in another split: "
+                         f"{shown}", "remove the copies, or pass --group-by REGEX so that copies share a group")
+    return assignment, groups.source
 
 
 def _clear_previous_outputs(output_dir: Path, keep: Path) -> None:

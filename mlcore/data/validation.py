@@ -1,41 +1,40 @@
 """Every COCO rule we check, record by record, producing findings and the cleaned records.
 
 Images are checked first (sizes are needed to clip boxes), then categories, then annotations. Records that cannot
-be used are dropped from the cleaned copy with a finding; records we can repair are repaired with a finding.
+be used are dropped from the cleaned copy with a finding; records we can repair are repaired with a finding. A cause
+shared by many records (an unknown category id, a wrong image folder) is one finding with a count, never hundreds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from mlcore.data.coco_reader import RawCoco
-from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, CocoImage, json_path, replace_fields
-from mlcore.data.findings import Findings
-from mlcore.data.images import ImageCheck, is_safe_relative, probe_images
+from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, replace_fields
+from mlcore.data.findings import FindingGroup, Findings, Severity
+from mlcore.data.image_checks import ImageRecord, check_images
+from mlcore.data.images import ImageCheck, ImageRoot
 from mlcore.data.masks import MaskGeometry, SegmentationProblem, clean_polygon_parts, polygon_geometry, rle_geometry
 from mlcore.data.masks import segmentation_kind
+from mlcore.data.record_decoding import RecordDecoder
 from mlcore.data.spool import RecordSpool, Spooled
 
 # A given box this far (in pixels, on any side) from its mask's tight box is worth a person's look.
 BOX_MASK_DISAGREEMENT_PX = 2.0
 # Exporters often round a box edge a hair past the border; clipping that is not worth a person's attention.
 SILENT_CLIP_PX = 1.0
+# CVAT's "COCO 1.0" export marks every mask iscrowd=1: when this share of masked annotations is crowd (and crowd
+# annotations are most of the file), they are objects.
+CROWD_CONVENTION_SHARE = 0.9
+CrowdAsInstances = Literal["auto", "yes", "no"]
 
-
-@dataclass(slots=True)
-class ImageRecord:
-    index: int
-    id: int
-    file_name: str
-    width: int
-    height: int
-    out: bytes | msgspec.Raw
+__all__ = ["AnnotationRecord", "ImageRecord", "ValidatedCoco", "validate_coco"]
 
 
 @dataclass(slots=True)
@@ -47,6 +46,7 @@ class AnnotationRecord:
     has_mask: bool
     bbox_given: bool
     out: Spooled | msgspec.Raw  # repaired records live in the spool, unchanged ones stay slices of the input
+    mask_is_box: bool = False  # the mask is a rectangle equal to the box: no shape information
 
 
 @dataclass
@@ -60,13 +60,18 @@ class ValidatedCoco:
     spool: RecordSpool
     boxes_from_masks: int = 0
     renumbered_annotations: int = 0
+    crowd_as_instances: int = 0
     category_positions: dict[int, int] = field(default_factory=dict)  # category id -> index in the file
+    # Annotations of a known category that were dropped, by category id and the finding code that dropped them.
+    dropped: Counter[tuple[int, str]] = field(default_factory=Counter)
+    images_without_usable_annotations: int = 0  # annotated in the file, every annotation dropped; left out
     extra_top_level: dict[str, msgspec.Raw] = field(default_factory=dict)
 
 
-def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, progress: bool = True,
-                  spool_dir: Path | None = None) -> ValidatedCoco:
+def validate_coco(raw: RawCoco, images_root: Path | ImageRoot, image_check: ImageCheck, progress: bool = True,
+                  spool_dir: Path | None = None, crowd_as_instances: CrowdAsInstances = "auto") -> ValidatedCoco:
     """Check every record; the caller closes `result.spool` (a temp file in `spool_dir`) when done writing."""
+    root = images_root if isinstance(images_root, ImageRoot) else ImageRoot(images_root, (images_root,), 1, 1)
     findings = Findings()
     if raw.non_standard_numbers:
         findings.warning(
@@ -74,182 +79,77 @@ def validate_coco(raw: RawCoco, images_root: Path, image_check: ImageCheck, prog
             "the file has NaN or Infinity literals, which JSON does not allow; they were read as missing values",
             "fix the tool that exported it (Python: json.dump(..., allow_nan=False) shows where)",
         )
-    images, listed_image_ids = _validate_images(raw, images_root, image_check, findings, progress)
-    categories, category_records, positions = _validate_categories(raw, findings)
-    result = ValidatedCoco(images=images, categories=categories, category_records=category_records,
-                           annotations=[], findings=findings, images_root=images_root, category_positions=positions,
+    images = check_images(raw, root, image_check, findings, progress)
+    categories, category_records, positions = _decode_categories(raw, findings)
+    result = ValidatedCoco(images=images.usable, categories=categories, category_records=category_records,
+                           annotations=[], findings=findings, images_root=root.root, category_positions=positions,
                            spool=RecordSpool(spool_dir))
-    _validate_annotations(raw, result, listed_image_ids)
+    _validate_annotations(raw, result, images.listed_ids, images.rejected)
+    _crowd_convention(result, crowd_as_instances)
     return result
 
 
-def _required_fields(kind: type) -> list[str]:
-    info = msgspec.inspect.type_info(kind)
-    return [f"'{field.name}'" for field in info.fields if field.required]
-
-
-def _decode_records(records: list[msgspec.Raw], kind: type, prefix: str, findings: Findings) -> Iterator[tuple]:
-    """Yield (index, typed record, raw) for each record that matches the schema; one finding per one that doesn't."""
-    decoder = msgspec.json.Decoder(kind)
-    for index, record in enumerate(records):
-        where = f"{prefix}[{index}]"
-        try:
-            yield index, decoder.decode(record), record
-        except msgspec.ValidationError as exc:
-            message, _, location = str(exc).partition(" - at `")
-            findings.error(
-                "schema", json_path(where, location.rstrip("`")) if location else where, message,
-                f"each entry of '{prefix}' needs {', '.join(_required_fields(kind))} of the right types "
-                "(see docs/ANNOTATION_FORMATS.md)",
-            )
-        except msgspec.DecodeError as exc:  # only reachable for records re-encoded from the slow path
-            findings.error("schema", where, str(exc), "repair the record")
-
-
-def _validate_images(raw: RawCoco, root: Path, check: ImageCheck, findings: Findings,
-                     progress: bool) -> tuple[list[ImageRecord], set[int]]:
-    """The usable images, and the ids of every listed image (a rejected image's annotations are not orphans)."""
-    typed: list[tuple[int, CocoImage, msgspec.Raw]] = []
-    seen_ids: dict[int, int] = {}
-    seen_files: dict[str, int] = {}
-    for index, image, record in _decode_records(raw.images, CocoImage, "images", findings):
-        where = f"images[{index}]"
-        if image.id in seen_ids:
-            findings.error("duplicate_image_id", f"{where}.id",
-                           f"image id {image.id} is already used by images[{seen_ids[image.id]}]",
-                           "give every image a unique id (annotations refer to images by id)")
-            continue
-        seen_ids[image.id] = index
-        if not is_safe_relative(image.file_name):
-            findings.error("file_name_escapes_root", f"{where}.file_name",
-                           f"'{image.file_name}' is absolute or leaves the image folder",
-                           "use a path relative to the image folder without '..', and pass that folder with --images")
-            continue
-        if image.file_name in seen_files:
-            findings.warning("duplicate_file_name", f"{where}.file_name",
-                             f"'{image.file_name}' is also used by images[{seen_files[image.file_name]}]",
-                             "merge the two image entries so each file appears once")
-        seen_files.setdefault(image.file_name, index)
-        typed.append((index, image, record))
-
-    if check == "none":
-        probes = [None] * len(typed)
-    else:
-        probes = probe_images((root / image.file_name for _, image, _ in typed), check,
-                              total=len(typed), progress=progress)
-    records: list[ImageRecord] = []
-    for (index, image, record), probe in zip(typed, probes):
-        where = f"images[{index}]"
-        width, height, out = _whole(image.width), _whole(image.height), record
-        if probe is not None and probe.problem == "missing":
-            findings.error("image_missing", f"{where}.file_name", f"{root / image.file_name} does not exist",
-                           "copy the image there, pass the right folder with --images, or remove the entry")
-            continue
-        if probe is not None and probe.problem:
-            findings.error("image_unreadable", f"{where}.file_name", f"{root / image.file_name} is {probe.problem}",
-                           "replace the file with a valid JPEG/PNG or remove the entry")
-            continue
-        if width is None or height is None or width <= 0 or height <= 0:
-            if probe is None:
-                findings.error("image_size_missing", where, "width/height missing, fractional or not positive: "
-                               f"width={_shown(image.width)}, height={_shown(image.height)}",
-                               "write the image's width and height, or run with image checks on to read them")
-                continue
-            width, height = probe.size
-            out = replace_fields(record, width=width, height=height)
-            findings.warning("image_size_filled", where,
-                             f"width/height ({_shown(image.width)}x{_shown(image.height)}) missing, fractional or not "
-                             f"positive; read {width}x{height} from the file", "nothing to do: the cleaned copy has them")
-        elif probe is not None and probe.size != (width, height):
-            hint = (" The file's EXIF orientation rotates it: the JSON may describe the rotated image."
-                    if probe.exif_transposed and probe.size == (height, width) else "")
-            findings.error("image_size_mismatch", where,
-                           f"JSON says {width}x{height} but {image.file_name} is {probe.size[0]}x{probe.size[1]}."
-                           + hint, "correct width/height (and annotations, if they were made on another size)")
-            continue
-        records.append(ImageRecord(index, image.id, image.file_name, width, height, out))
-    if not raw.images:
-        findings.error("no_images", "images", "the file lists no images", "export the dataset with its images")
-    return records, set(seen_ids)
-
-
-def _validate_categories(
+def _decode_categories(
     raw: RawCoco, findings: Findings
 ) -> tuple[list[CocoCategory], list[msgspec.Raw], dict[int, int]]:
+    """Categories with unique ids. Repeated names are resolved later, once it is known which ids annotations use."""
     categories: list[CocoCategory] = []
     records: list[msgspec.Raw] = []
     ids: dict[int, int] = {}
-    names: dict[str, int] = {}
-    for index, category, record in _decode_records(raw.categories, CocoCategory, "categories", findings):
-        where = f"categories[{index}]"
+    decoder = RecordDecoder(CocoCategory, "categories", findings)
+    for index, category, record in decoder.records(raw.categories):
         if category.id in ids:
-            findings.error("duplicate_category_id", f"{where}.id",
+            findings.error("duplicate_category_id", f"categories[{index}].id",
                            f"category id {category.id} is already used by categories[{ids[category.id]}]",
                            "give every category a unique id")
             continue
-        key = category.name.strip().lower()
-        if key in names:
-            findings.error("duplicate_category_name", f"{where}.name",
-                           f"category name '{category.name}' is already used by categories[{names[key]}]",
-                           "rename one, or merge the two categories (and their annotations) into one")
-            continue
         ids[category.id] = index
-        names[key] = index
         categories.append(category)
         records.append(record)
+    decoder.finish()
     if not raw.categories:
         findings.error("no_categories", "categories", "the file lists no categories",
-                       "add a 'categories' entry per class: {\"id\": 1, \"name\": \"car\"}")
+                       "add a 'categories' entry per class: {\"id\": 1, \"name\": \"car\"} (VGG Image Annotator "
+                       "writes none unless each region has a class attribute: add one and export again)")
     return categories, records, ids
 
 
-def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids: set[int]) -> None:
+def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids: set[int],
+                          rejected_images: dict[int, str]) -> None:
     findings = result.findings
     images = {image.id: image for image in result.images}
     category_ids = {category.id for category in result.categories}
+    unknown_images = FindingGroup(Severity.ERROR, "unknown_image_id", "annotations point at image ids no image has",
+                                  "point image_id at an existing image or add the image", "annotations")
+    unknown_categories = FindingGroup(Severity.ERROR, "unknown_category_id",
+                                      "annotations use category ids no category has",
+                                      "use an id from 'categories' or add the missing category", "annotations")
     seen_ids: set[int] = set()
+    annotated_images: set[int] = set()
     duplicates: list[int] = []  # positions in result.annotations whose id must be renumbered
     max_id = 0
     segmentation_decoder = msgspec.json.Decoder()
-    for index, ann, record in _decode_records(raw.annotations, CocoAnnotation, "annotations", findings):
+    decoder = RecordDecoder(CocoAnnotation, "annotations", findings)
+    for index, ann, record in decoder.records(raw.annotations):
         where = f"annotations[{index}]"
+        annotated_images.add(ann.image_id)
         image = images.get(ann.image_id)
+        known_category = ann.category_id in category_ids
         if image is None:
             if ann.image_id not in listed_image_ids:
-                findings.error("unknown_image_id", f"{where}.image_id", f"no image has id {ann.image_id}",
-                               "point image_id at an existing image or add the image")
-            continue  # the image itself was rejected: its finding already says why
-        if ann.category_id not in category_ids:
-            findings.error("unknown_category_id", f"{where}.category_id", f"no category has id {ann.category_id}",
-                           "use an id from 'categories' or add the missing category")
+                unknown_images.add(f"{where}.image_id", f"no image has id {ann.image_id}")
+            elif known_category:  # the image itself was rejected: its finding already says why
+                result.dropped[(ann.category_id, rejected_images.get(ann.image_id, "image_rejected"))] += 1
             continue
-        findings_before = len(findings)
-        geometry, segmentation = _mask_geometry(ann, segmentation_decoder, image, where, findings)
-        # With a mask, the given box only matters for the mismatch check: its own defects are moot.
-        bbox = _given_box(ann, image, where, findings if geometry is None else Findings())
-        if geometry is not None:
-            if bbox is not None and _disagrees(bbox, geometry.bbox):
-                findings.warning("bbox_mask_mismatch", f"{where}.bbox",
-                                 f"bbox {_fmt(bbox)} differs from its mask's tight box {_fmt(geometry.bbox)} by more "
-                                 f"than {BOX_MASK_DISAGREEMENT_PX:g} px; the mask's box is used",
-                                 "check this annotation: box and mask should outline the same object")
-            new_bbox, area = geometry.bbox, geometry.area
-            result.boxes_from_masks += 1
-        elif bbox is not None:
-            new_bbox = bbox
-            given_area_usable = ann.area is not None and math.isfinite(ann.area) and ann.area > 0
-            area = ann.area if given_area_usable and bbox == tuple(ann.bbox) else bbox[2] * bbox[3]
-        else:
-            if len(findings) == findings_before:  # otherwise a box or mask finding already says why
-                findings.warning("annotation_empty", where, "has neither a bbox nor a segmentation; dropped",
-                                 "give it a bbox [x, y, width, height] or a segmentation")
+        if not known_category:
+            unknown_categories.add(f"{where}.category_id", f"no category has id {ann.category_id}")
             continue
-        fields: dict[str, Any] = {}
-        if ann.bbox is None or not _same(ann.bbox, new_bbox) or ann.area is None or not _same([ann.area], [area]):
-            fields.update(bbox=[round(v, 3) for v in new_bbox], area=round(area, 3))
-        if segmentation is not KEEP:
-            fields["segmentation"] = segmentation
-        out = result.spool.put(replace_fields(record, **fields)) if fields else record
+        codes_before = len(findings)
+        kept = _check_annotation(ann, record, index, image, result, segmentation_decoder)
+        if kept is None:
+            reason = findings.items[-1].code if len(findings) > codes_before else "annotation_empty"
+            result.dropped[(ann.category_id, reason)] += 1
+            continue
         if ann.id in seen_ids:
             duplicates.append(len(result.annotations))
             findings.warning("duplicate_annotation_id", f"{where}.id",
@@ -257,14 +157,121 @@ def _validate_annotations(raw: RawCoco, result: ValidatedCoco, listed_image_ids:
                              "give every annotation a unique id")
         seen_ids.add(ann.id)
         max_id = max(max_id, ann.id)
-        result.annotations.append(AnnotationRecord(
-            image_id=ann.image_id, category_id=ann.category_id, iscrowd=bool(ann.iscrowd), area=area,
-            has_mask=geometry is not None, bbox_given=ann.bbox is not None, out=out,
-        ))
+        result.annotations.append(kept)
+    decoder.finish()
+    unknown_images.emit(findings)
+    _emit_unknown_categories(unknown_categories, findings)
     for offset, position in enumerate(duplicates, start=1):
-        record = result.annotations[position]
-        record.out = result.spool.put(replace_fields(result.spool.get(record.out), id=max_id + offset))
+        kept = result.annotations[position]
+        kept.out = result.spool.put(replace_fields(result.spool.get(kept.out), id=max_id + offset))
     result.renumbered_annotations = len(duplicates)
+    _leave_out_images_that_lost_all_annotations(result, annotated_images)
+
+
+def _emit_unknown_categories(group: FindingGroup, findings: Findings) -> None:
+    """Name each missing id once with its count: `7 (34 annotations)` says more than 34 lines."""
+    counts = Counter(detail.rsplit(" ", 1)[-1] for _, detail in group.places)
+    if len(group) > 1:
+        group.summary += "; missing ids: " + ", ".join(f"{cid} ({n} annotations)" for cid, n in counts.most_common())
+    group.emit(findings)
+
+
+def _leave_out_images_that_lost_all_annotations(result: ValidatedCoco, annotated: set[int]) -> None:
+    """An image whose objects were all dropped is not a negative: used as background it would teach the model that
+    its objects are background. It is left out, with one finding."""
+    kept = {ann.image_id for ann in result.annotations}
+    lost = [image for image in result.images if image.id in annotated and image.id not in kept]
+    if not lost:
+        return
+    result.images = [image for image in result.images if image.id not in {image.id for image in lost}]
+    result.images_without_usable_annotations = len(lost)
+    names = ", ".join(f"'{image.file_name}'" for image in lost[:5]) + (" ..." if len(lost) > 5 else "")
+    result.findings.warning(
+        "image_lost_all_annotations", "images" if len(lost) > 1 else f"images[{lost[0].index}]",
+        f"{len(lost)} image(s) had annotations but every one was dropped ({names}); left out of the cleaned copy "
+        "rather than kept as negatives (their unlabelled objects would train as background)",
+        "fix the annotations the other findings name, then validate again")
+
+
+def _crowd_convention(result: ValidatedCoco, option: CrowdAsInstances) -> None:
+    """CVAT's "COCO 1.0" export writes every mask as iscrowd=1 RLE: read that way, nothing would train."""
+    masked = [ann for ann in result.annotations if ann.has_mask]
+    crowd = [ann for ann in result.annotations if ann.iscrowd]
+    if not crowd:
+        return
+    crowd_masked = sum(ann.iscrowd for ann in masked)
+    # COCO's own crowd regions are a few percent of its annotations; CVAT's convention makes them nearly all.
+    convention = (bool(masked) and crowd_masked / len(masked) >= CROWD_CONVENTION_SHARE
+                  and len(crowd) / len(result.annotations) > 0.5)
+    share = f"{crowd_masked} of {len(masked)} masked annotations are iscrowd=1"
+    if option == "no" or (option == "auto" and not convention):
+        if convention:
+            result.findings.info("crowd_kept", "annotations", f"{share}; kept as crowd regions (--crowd-as-instances "
+                                 "no), which train nothing", "drop --crowd-as-instances no to train them as objects")
+        return
+    for ann in crowd:
+        ann.iscrowd = False
+        ann.out = result.spool.put(replace_fields(result.spool.get(ann.out), iscrowd=0))
+    result.crowd_as_instances = len(crowd)
+    why = (f"{share}: the convention of CVAT's 'COCO 1.0' export, which marks every mask that way"
+           if option == "auto" else "--crowd-as-instances yes")
+    result.findings.warning("crowd_as_instances", "annotations",
+                            f"{why}; all {len(crowd)} crowd annotations are treated as object instances (iscrowd 0 in "
+                            "the cleaned copy)", "pass --crowd-as-instances no if they really are crowd regions")
+
+
+def _check_annotation(ann: CocoAnnotation, record: msgspec.Raw | bytes, index: int, image: ImageRecord,
+                      result: ValidatedCoco, segmentation_decoder: msgspec.json.Decoder) -> AnnotationRecord | None:
+    """The annotation's kept record (box and area from its mask when it has one), or None when it is dropped."""
+    findings, where = result.findings, f"annotations[{index}]"
+    findings_before = len(findings)
+    geometry, segmentation = _mask_geometry(ann, segmentation_decoder, image, where, findings)
+    if geometry is not None:
+        new_bbox, area = geometry.bbox, geometry.area
+        _compare_given_box(ann, image, where, geometry, findings)
+        result.boxes_from_masks += 1
+    else:
+        bbox = _given_box(ann, image, where, findings)
+        if bbox is None:
+            if len(findings) == findings_before:  # otherwise a box or mask finding already says why
+                findings.warning("annotation_empty", where, "has neither a bbox nor a segmentation; dropped",
+                                 "give it a bbox [x, y, width, height] or a segmentation")
+            return None
+        new_bbox = bbox
+        given_area_usable = ann.area is not None and math.isfinite(ann.area) and ann.area > 0
+        area = ann.area if given_area_usable and bbox == tuple(ann.bbox) else bbox[2] * bbox[3]
+    fields: dict[str, Any] = {}
+    if ann.bbox is None or not _same(ann.bbox, new_bbox) or ann.area is None or not _same([ann.area], [area]):
+        fields.update(bbox=[round(v, 3) for v in new_bbox], area=round(area, 3))
+    if segmentation is not KEEP:
+        fields["segmentation"] = segmentation
+    out = result.spool.put(replace_fields(record, **fields)) if fields else (
+        result.spool.put(record) if isinstance(record, bytes) else record)
+    return AnnotationRecord(
+        image_id=ann.image_id, category_id=ann.category_id, iscrowd=bool(ann.iscrowd), area=area,
+        has_mask=geometry is not None, bbox_given=ann.bbox is not None, out=out,
+        mask_is_box=geometry is not None and geometry.is_box,
+    )
+
+
+def _compare_given_box(ann: CocoAnnotation, image: ImageRecord, where: str, geometry: MaskGeometry,
+                       findings: Findings) -> None:
+    """The mask's tight box replaces the given one; say so when the file's box was unusable or disagrees (quoting
+    the file's own numbers, not a clipped copy)."""
+    if ann.bbox is None:
+        return
+    problems = Findings()
+    bbox = _given_box(ann, image, where, problems)
+    if bbox is None:
+        reason = problems.items[0].message if problems.items else "unusable"
+        findings.warning("bbox_replaced_by_mask", f"{where}.bbox",
+                         f"the file's box is unusable ({reason}); its mask's tight box {_fmt(geometry.bbox)} is used",
+                         "nothing to do: the cleaned copy has the mask's box (check the exporter)")
+    elif _disagrees(bbox, geometry.bbox):
+        findings.warning("bbox_mask_mismatch", f"{where}.bbox",
+                         f"bbox {_fmt(ann.bbox)} differs from its mask's tight box {_fmt(geometry.bbox)} by more "
+                         f"than {BOX_MASK_DISAGREEMENT_PX:g} px; the mask's box is used",
+                         "check this annotation: box and mask should outline the same object")
 
 
 KEEP = object()  # the segmentation goes to the cleaned copy as it was
@@ -311,6 +318,11 @@ def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: Im
     except SegmentationProblem as problem:
         findings.warning(problem.code, path, f"{problem}; the mask is removed from the cleaned copy", problem.fix)
         return None, []
+    if geometry.overflow > SILENT_CLIP_PX and geometry.area > 0:
+        findings.warning("polygon_clipped", path,
+                         f"the polygon reaches {geometry.overflow:g} px outside the {image.width}x{image.height} image; "
+                         f"its box and area are those of the part inside: {_fmt(geometry.bbox)}",
+                         "nothing to do: the cleaned copy has the clipped box and area (the polygon is kept as is)")
     if geometry.area <= 0 or geometry.bbox[2] <= 0 or geometry.bbox[3] <= 0:
         findings.warning("mask_empty", path, "the mask covers no pixel inside the image; removed from the cleaned "
                          "copy", "check the coordinates are in pixels of this image")
@@ -362,15 +374,6 @@ def _same(given: list, made: tuple | list, tolerance: float = 1e-3) -> bool:
         return True
     return len(given) == len(made) and all(
         g is not None and abs(g - m) <= tolerance * max(1.0, abs(m)) for g, m in zip(given, made))
-
-
-def _shown(value: float | None) -> str:
-    return "absent" if value is None else f"{value:g}"
-
-
-def _whole(value: float | None) -> int | None:
-    """Exporters write sizes as 640 or 640.0; anything else (640.5, absent) counts as missing."""
-    return int(value) if value is not None and float(value).is_integer() else None
 
 
 def _disagrees(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -1,4 +1,4 @@
-"""Inference over an image or a folder: an overlay image per input and one COCO results file for them all.
+"""Inference over an image, a folder or a COCO file's images: an overlay per input and one COCO results file.
 
 Writes, under output_dir (each file atomically):
 - `overlays/<file name>`: the image with masks tinted, boxes and "class score" labels drawn (same format as the input);
@@ -10,11 +10,15 @@ Ids: without a dataset there are none to match, so image ids are 1..N in sorted 
 becomes category id i + 1 (COCO ids start at 1). To score the results against an annotation file, pass its ids:
 `image_ids` {file name: id} and `category_ids` {class index: category id} (the mode config's `category_ids`).
 A folder is read without descending into subfolders; files that cannot be decoded are skipped and listed.
+A COCO file (.json) stands for the images it lists, found as every command finds them (`images_dir`, else the folder
+`validate` recorded, else beside the JSON); its image ids are used, and its category ids where the model's class
+names are all among its category names, so predictions.json scores against that file as it is.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,14 +67,21 @@ class InferenceSummary:
 def infer_folder(engine: InferenceEngine, source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
                  conf: float = 0.25, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
                  category_ids: Mapping[Any, int] | None = None, image_ids: Mapping[str, int] | None = None,
-                 progress: bool = False) -> InferenceSummary:
-    """Run `engine` on one image file or every image in a folder; write overlays, predictions.json, inference.json.
+                 images_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> InferenceSummary:
+    """Run `engine` on one image file, every image in a folder or a COCO file's images; write overlays,
+    predictions.json, inference.json.
 
-    category_ids: class index (int or "0"-style string) -> COCO category id, default index + 1. image_ids: file name
-    -> COCO image id, default 1..N in sorted order.
+    category_ids: class index (int or "0"-style string) -> COCO category id, default index + 1 (a COCO source: its
+    ids, matched by name). image_ids: file name -> COCO image id, default 1..N in sorted order (a COCO source: its
+    ids). images_dir: the image folder of a COCO source (`--images`).
     """
     source, output_dir = Path(source), Path(output_dir)
-    files = list_images(source)
+    if is_annotation_file(source):
+        files, listed_ids, listed_categories = coco_file_images(source, images_dir)
+        image_ids = listed_ids if image_ids is None else image_ids
+        category_ids = category_ids if category_ids is not None else _by_name(engine.class_names, listed_categories)
+    else:
+        files = list_images(source)
     categories = _category_ids(category_ids, len(engine.class_names))
     ids = _image_ids(image_ids, files)
     overlays = output_dir / OVERLAYS_DIR
@@ -121,6 +132,35 @@ def list_images(source: Path) -> list[Path]:
         raise DatasetError("the folder holds no images", where=str(source),
                            fix=f"put images ({', '.join(IMAGE_SUFFIXES)}) directly in the folder")
     return files
+
+
+def is_annotation_file(source: Path) -> bool:
+    return source.suffix.lower() == ".json" and source.is_file()
+
+
+def coco_file_images(annotation_file: Path, images_dir: str | os.PathLike[str] | None = None
+                     ) -> tuple[list[Path], dict[str, int], dict[str, int]]:
+    """The image files a COCO file lists (in file order), their ids by file name, and its category ids by name."""
+    from mlcore.data.coco_dataset import CocoDataset
+
+    dataset = CocoDataset(annotation_file, images_dir)
+    files = [dataset.images_root / image.file_name for image in dataset.images]
+    shared = sorted(name for name, count in Counter(path.name for path in files).items() if count > 1)
+    if shared:  # overlays and results are named by file name
+        raise DatasetError(f"{len(shared)} file name(s) appear more than once in different folders, e.g. {shared[:3]}",
+                           where=str(annotation_file), fix="run infer on each image folder instead")
+    if not files:
+        raise DatasetError("the file lists no images", where=str(annotation_file),
+                           fix="give a COCO file with images, a folder or an image")
+    ids = {path.name: int(image.id) for path, image in zip(files, dataset.images)}
+    return files, ids, {category.name: int(category.id) for category in dataset.categories}
+
+
+def _by_name(class_names: list[str], category_ids: Mapping[str, int]) -> dict[int, int] | None:
+    """Class index -> the category of the same name; None unless every class has one."""
+    if not class_names or any(name not in category_ids for name in class_names):
+        return None
+    return {index: category_ids[name] for index, name in enumerate(class_names)}
 
 
 def result_records(image_id: int, file_name: str, detections: Detections,
@@ -178,5 +218,5 @@ def image_ids_from_annotations(annotations: Mapping[str, Any]) -> dict[str, int]
     return {Path(str(image["file_name"])).name: int(image["id"]) for image in annotations.get("images", [])}
 
 
-__all__ = ["IMAGE_SUFFIXES", "InferenceSummary", "image_ids_from_annotations", "infer_folder", "list_images",
-           "result_records"]
+__all__ = ["IMAGE_SUFFIXES", "InferenceSummary", "coco_file_images", "image_ids_from_annotations", "infer_folder",
+           "is_annotation_file", "list_images", "result_records"]

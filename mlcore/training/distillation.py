@@ -49,6 +49,7 @@ from mlcore.training.losses import DistillationLoss
 from mlcore.training.loop import run_epochs
 from mlcore.training.manager import TrainingManager
 from mlcore.training.reproducibility import seed_everything
+from mlcore.training.run_setup import open_split
 from mlcore.training.student_batches import StudentBatchBuilder, without_spatial_transforms
 from mlcore.training.teacher_cache import LabelRequest, TeacherOutput, TeacherTargetCache
 from mlcore.training.teacher_targets import combine_targets, find_unlabeled_images, ground_truth_targets
@@ -130,13 +131,15 @@ class DistillationTrainer:
     training: imgsz, epochs, batch, lr0 / optimizer, patience (the student template's `training` section).
     dynamics: schedule, warmup, seed, clipping, precision. on_step: called after every micro-batch (tests use it).
     teacher_cache: the teacher-label folder (default: the kd config's teacher_cache_dir, else OUTPUT/teacher_cache);
-    labelling shards that wrote into it spare this run every teacher call.
+    labelling shards that wrote into it spare this run every teacher call. train_images / val_images: the splits'
+    image folders (`--images`); default: where each file says, else the mode config's images_root.
     """
 
     def __init__(self, output_dir: str | Path, mode_config: ModeConfig, *, train: str | Path, val: str | Path,
                  teachers_dir: str | Path, kd: KdConfig | None = None, student: str | None = None,
                  student_weights: str | Path | None = None, training: StudentTraining | None = None,
                  augmentation: AugmentationConfig | None = None, unlabeled_dir: str | Path | None = None,
+                 train_images: str | Path | None = None, val_images: str | Path | None = None,
                  teacher_weights_dir: str | Path | None = None, device: str | torch.device = "cpu",
                  resume: bool = False, dynamics: TrainingDynamicsConfig | None = None,
                  checkpointing: CheckpointConfig | None = None, progress: bool = True,
@@ -158,10 +161,9 @@ class DistillationTrainer:
         self.on_step = on_step
         self.class_of_category = mode_config.class_of_category
         self.class_names = self._class_names()
-        images_root = Path(mode_config.images_root)
         self.train_file, self.val_file = Path(train), Path(val)
-        self.train_set = CocoDataset(train, images_root if images_root.is_dir() else None)
-        self.val_set = CocoDataset(val, images_root if images_root.is_dir() else None)
+        self.train_set = open_split(train, train_images, mode_config.images_root)
+        self.val_set = open_split(val, val_images, mode_config.images_root)
         self.unlabeled_dir = unlabeled_dir or self.kd.data.unlabeled_images_dir
         self.with_masks = mode_config.annotation_mode != "detection_only"
         self.use_features = self.kd.losses.feature_distillation_loss.enabled
@@ -389,6 +391,7 @@ class DistillationTrainer:
             "metrics": {"best": {"metric": result.best_metric, "value": result.best, "epoch": result.best_epoch},
                         "last_epoch": result.epochs[-1] if result.epochs else None},
             "data": {"train": str(self.train_file), "val": str(self.val_file),
+                     "images_root": {"train": str(self.train_set.images_root), "val": str(self.val_set.images_root)},
                      "unlabeled_images_dir": str(self.unlabeled_dir) if self.unlabeled_dir else None,
                      "training_images": images, "pseudo_labelled_images": result.pseudo_labelled_images},
             "finished_at": finished,

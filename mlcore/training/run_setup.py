@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.logs import get_logger
@@ -32,9 +33,11 @@ def resolve_device(device: str | None = None, gpu: int | None = None) -> torch.d
     return resolved
 
 
-def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False
+def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False,
+                 images: str | Path | None = None, val_images: str | Path | None = None
                  ) -> tuple[ModeConfig, Path, Path]:
-    """(mode config, train file, val file): the validate output beside the data, or a fresh validate run."""
+    """(mode config, train file, val file): the validate output beside the data, or a fresh validate run (which reads
+    the train images from IMAGES and the val images from VAL_IMAGES, each found as `validate` finds them if None)."""
     data, val = Path(data), Path(val)
     beside = data.parent / MODE_CONFIG_NAME
     if beside.is_file():
@@ -46,12 +49,32 @@ def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, a
     from mlcore.data.prepare import prepare_dataset  # the validate step; only needed here
 
     prepared = []
-    for name, path in (("train", data), ("val", val)):
-        report = prepare_dataset(path, output_dir=Path(output_dir) / "dataset" / name, progress=False)
+    for name, path, folder in (("train", data, images), ("val", val, val_images)):
+        report = prepare_dataset(path, images_dir=folder, output_dir=Path(output_dir) / "dataset" / name,
+                                 progress=False)
         if not report.usable:
             raise DatasetError(f"the {name} data is not usable for training", where=str(path),
-                               fix=f"see {report.outputs.get('report')} (or run `mlcore validate --data {path}`)")
+                               fix=f"see {report.outputs.get('report')} (or run `mlcore validate --data {path}`); "
+                                   "images elsewhere: pass --images / --val-images")
         prepared.append(report)
     mode = ModeConfig.read(Path(prepared[0].outputs["mode_config"]))
     log.info("detected mode %s from %s", mode.annotation_mode, data)
     return mode, Path(prepared[0].outputs["cleaned"]), Path(prepared[1].outputs["cleaned"])
+
+
+def open_split(annotation_file: str | Path, images_dir: str | Path | None = None,
+               fallback_root: str | Path | None = None) -> CocoDataset:
+    """A training split's dataset. Its images: IMAGES_DIR when given (`--images`; an error when it holds none of
+    them); else where the file says or they are found (CocoDataset's rule); else FALLBACK_ROOT (the mode config's
+    images_root) when that folder holds them. The error of the file's own search is the one raised."""
+    if images_dir is not None:
+        return CocoDataset(annotation_file, images_dir)
+    try:
+        return CocoDataset(annotation_file)
+    except DatasetError as error:
+        if fallback_root is None or not Path(fallback_root).is_dir():
+            raise
+        try:
+            return CocoDataset(annotation_file, fallback_root)
+        except DatasetError:
+            raise error from None

@@ -91,7 +91,9 @@ def student_training(base: StudentTraining, **overrides: int | None) -> StudentT
 
 
 def train_student(data: str | Path, val: str | Path, output_dir: str | Path, *, teachers: str | Path,
-                  auto_detect: bool = False, student: str | None = None, unlabeled: str | Path | None = None,
+                  auto_detect: bool = False, images: str | Path | None = None,
+                  val_images: str | Path | None = None, student: str | None = None,
+                  unlabeled: str | Path | None = None,
                   epochs: int | None = None, imgsz: int | None = None, batch_size: int | None = None,
                   device: str | None = None, gpu: int | None = None, config_files: Sequence[str | Path] = (),
                   resume: bool = False, progress: bool = True, on_step: StepCallback | None = None,
@@ -99,6 +101,8 @@ def train_student(data: str | Path, val: str | Path, output_dir: str | Path, *, 
                   teacher_cache: str | Path | None = None, devices: int | str | None = None) -> DistillationResult:
     """What `mlcore train-student` does: resolve mode, configs and device, then distil.
 
+    images / val_images: the image folders of DATA and VAL (`--images`, `--val-images`; VAL's default: IMAGES);
+    without them each file's images are where `validate` recorded them, else found beside it.
     teacher_cache: the teacher-label folder (default: the kd config's, else OUTPUT_DIR/teacher_cache).
     devices: several devices train together: a count, or GPU indices such as "0,1" (`--gpus`)."""
     if devices is not None and (gpu is not None or (device is not None and not isinstance(devices, int))):
@@ -106,6 +110,7 @@ def train_student(data: str | Path, val: str | Path, output_dir: str | Path, *, 
                           fix="pass one of them")
     on = resolve_devices(devices, device) if devices is not None else None
     trainer = distillation_trainer(data, val, output_dir, teachers=teachers, auto_detect=auto_detect,
+                                   images=images, val_images=val_images,
                                    student=student, unlabeled=unlabeled, epochs=epochs, imgsz=imgsz,
                                    batch_size=batch_size, device=str(on[0]) if on else device, gpu=gpu,
                                    config_files=config_files, resume=resume, progress=progress, on_step=on_step,
@@ -149,19 +154,21 @@ def read_result(output_dir: str | Path) -> DistillationResult:
 
 
 def label_teacher_shard(data: str | Path, val: str | Path, *, teachers: str | Path, teacher_cache: str | Path,
-                        shard: int, shards: int, unlabeled: str | Path | None = None, device: str | None = None,
-                        gpu: int | None = None, config_files: Sequence[str | Path] = (),
+                        shard: int, shards: int, images: str | Path | None = None,
+                        val_images: str | Path | None = None, unlabeled: str | Path | None = None,
+                        device: str | None = None, gpu: int | None = None, config_files: Sequence[str | Path] = (),
                         progress: bool = True) -> LabelledShard:
-    """One worker's share of distillation's teacher labelling, into TEACHER_CACHE: give it the data, teachers,
-    unlabeled images and configs the distill step gets, so the labels are the ones it will look for."""
-    trainer = distillation_trainer(data, val, teacher_cache, teachers=teachers, unlabeled=unlabeled, device=device,
-                                   gpu=gpu, config_files=config_files, progress=progress,
-                                   teacher_cache=teacher_cache)
+    """One worker's share of distillation's teacher labelling, into TEACHER_CACHE: give it the data, images,
+    teachers, unlabeled images and configs the distill step gets, so the labels are the ones it will look for."""
+    trainer = distillation_trainer(data, val, teacher_cache, teachers=teachers, images=images,
+                                   val_images=val_images, unlabeled=unlabeled, device=device, gpu=gpu,
+                                   config_files=config_files, progress=progress, teacher_cache=teacher_cache)
     return label_shard(trainer, Shard(shard, shards))
 
 
 def distillation_trainer(data: str | Path, val: str | Path, output_dir: str | Path, *, teachers: str | Path,
-                         auto_detect: bool = False, student: str | None = None,
+                         auto_detect: bool = False, images: str | Path | None = None,
+                         val_images: str | Path | None = None, student: str | None = None,
                          unlabeled: str | Path | None = None, epochs: int | None = None, imgsz: int | None = None,
                          batch_size: int | None = None, device: str | None = None, gpu: int | None = None,
                          config_files: Sequence[str | Path] = (), resume: bool = False, progress: bool = True,
@@ -169,9 +176,11 @@ def distillation_trainer(data: str | Path, val: str | Path, output_dir: str | Pa
                          teacher_cache: str | Path | None = None) -> DistillationTrainer:
     """The `DistillationTrainer` these options describe (command-line values over the config files')."""
     output_dir = Path(output_dir)
+    val_images = val_images if val_images is not None else images
     configs = student_configs(config_files)
     resolved_device = resolve_device(device, gpu)
-    mode, train_file, val_file = resolve_mode(data, val, output_dir, auto_detect=auto_detect)
+    mode, train_file, val_file = resolve_mode(data, val, output_dir, auto_detect=auto_detect, images=images,
+                                              val_images=val_images)
     training = student_training(configs.student.training if configs.student else StudentTraining(),
                                 epochs=epochs, imgsz=imgsz, batch=batch_size)
     if student is None and configs.student is not None:
@@ -179,7 +188,8 @@ def distillation_trainer(data: str | Path, val: str | Path, output_dir: str | Pa
     weights = configs.student.model.weights if configs.student else None
     return DistillationTrainer(output_dir, mode, train=train_file, val=val_file, teachers_dir=teachers, kd=configs.kd,
                                student=student, student_weights=weights, training=training,
-                               augmentation=configs.augmentation, unlabeled_dir=unlabeled, device=resolved_device,
+                               augmentation=configs.augmentation, unlabeled_dir=unlabeled, train_images=images,
+                               val_images=val_images, device=resolved_device,
                                resume=resume, dynamics=dynamics or configs.dynamics,
                                checkpointing=configs.checkpointing, progress=progress, on_step=on_step,
                                teacher_cache=teacher_cache)

@@ -58,18 +58,25 @@ def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | No
 
 
 def train_teachers(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False,
+                   images: str | Path | None = None, val_images: str | Path | None = None,
                    preset: str | None = None, device: str | None = None, gpu: int | None = None,
                    epochs: int | None = None, batch_size: int | None = None,
                    config_files: Sequence[str | Path] = (), resume: bool = False,
                    dynamics: TrainingDynamicsConfig | None = None, checkpointing: CheckpointConfig | None = None,
                    progress: bool = True, on_step: StepCallback | None = None) -> TeacherTrainingResult:
-    """What `mlcore train-teacher` does: resolve mode, configs and device, then train the teachers the mode needs."""
+    """What `mlcore train-teacher` does: resolve mode, configs and device, then train the teachers the mode needs.
+
+    images: the folder DATA's file names are relative to (`--images`, the rule `validate` uses); val_images: VAL's
+    (default: IMAGES). Without them each file's images are where `validate` recorded them, else found beside it."""
     output_dir = Path(output_dir)
+    val_images = val_images if val_images is not None else images
     dino, sam = teacher_configs(config_files, preset=preset, epochs=epochs, batch_size=batch_size)
     resolved_device = resolve_device(device, gpu)
-    mode, train_file, val_file = resolve_mode(data, val, output_dir, auto_detect=auto_detect)
+    mode, train_file, val_file = resolve_mode(data, val, output_dir, auto_detect=auto_detect, images=images,
+                                              val_images=val_images)
     output_dir.mkdir(parents=True, exist_ok=True)
-    trainer = TeacherTrainer(output_dir, mode, train=train_file, val=val_file, grounding_dino=dino, sam=sam,
+    trainer = TeacherTrainer(output_dir, mode, train=train_file, val=val_file, train_images=images,
+                             val_images=val_images, grounding_dino=dino, sam=sam,
                              device=resolved_device, resume=resume, dynamics=dynamics, checkpointing=checkpointing,
                              progress=progress, on_step=on_step)
     return trainer.run()

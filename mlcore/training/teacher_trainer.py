@@ -53,6 +53,7 @@ from mlcore.training.dino_cache import (DinoFeatureCache, dataset_canvas, keep_f
 from mlcore.training.loop import run_epochs
 from mlcore.training.manager import TrainingManager
 from mlcore.training.reproducibility import seed_everything
+from mlcore.training.run_setup import open_split
 from mlcore.training.sam_cache import SamEmbeddingCache
 from mlcore.training.teacher_eval import dino_detections, evaluate_grounding_dino, evaluate_sam
 from mlcore.training.teacher_forgetting import (class_counts, control_prompt_names, control_prompt_report,
@@ -126,6 +127,8 @@ class TeacherTrainer:
     dynamics: schedule, warmup and seed (lr, weight decay, accumulation, clipping and precision come from each
     teacher config's `training` section). checkpointing: keep/interval/early-stopping settings; its save_dir,
     best_metric and resume are set per teacher. on_step: called after every micro-batch (tests stop runs with it).
+    train_images / val_images: the splits' image folders (`--images`); default: where each file says, else the mode
+    config's images_root.
     """
 
     def __init__(self, output_dir: str | Path, mode_config: ModeConfig, *, train: str | Path, val: str | Path,
@@ -137,10 +140,9 @@ class TeacherTrainer:
         self.output_dir = Path(output_dir)
         self.mode = mode_config
         self.class_of_category = mode_config.class_of_category
-        images_root = Path(mode_config.images_root)
         self.train_file, self.val_file = Path(train), Path(val)
-        self.train = CocoDataset(train, train_images or _existing(images_root))
-        self.val = CocoDataset(val, val_images or _existing(images_root))
+        self.train = open_split(train, train_images, mode_config.images_root)
+        self.val = open_split(val, val_images, mode_config.images_root)
         self.configs = {"grounding_dino": grounding_dino or TeacherGroundingDinoLoraConfig(),
                         "sam": sam or TeacherSamLoraConfig()}
         self.device = torch.device(device)
@@ -388,9 +390,7 @@ class TeacherTrainer:
             "mode": result.mode, "device": result.device, "torch": torch.__version__, "started_at": started,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "train": str(self.train_file), "val": str(self.val_file),
+            "images_root": {"train": str(self.train.images_root), "val": str(self.val.images_root)},
             "teachers": {family: run.to_dict() for family, run in result.runs.items()},
         })
 
-
-def _existing(folder: Path) -> Path | None:
-    return folder if folder.is_dir() else None

@@ -10,14 +10,19 @@ import pytest
 from mlcore.data.mode import MIN_MASK_FRACTION
 from mlcore.data.prepare import prepare_dataset
 
-from .conftest import CocoBuilder, square
+from .conftest import CocoBuilder
+
+
+def outline(x: float, y: float, size: float) -> list[list[float]]:
+    """A five-corner outline: a mask with a shape, unlike a rectangle (which counts as a box)."""
+    return [[x, y, x + size, y, x + size, y + size, x + size / 2, y + size * 1.5, x, y + size]]
 
 
 def dataset(coco: CocoBuilder, masked: int, boxed_only: int, with_bbox: bool = True) -> Path:
     coco.category(1, "cat")
     coco.image(1, width=200, height=200)
     for i in range(masked):
-        coco.annotation(1, 1, segmentation=square(5 + i, 5, 10), **({"bbox": [5 + i, 5, 10, 10]} if with_bbox else {}))
+        coco.annotation(1, 1, segmentation=outline(5 + i, 5, 10), **({"bbox": [5 + i, 5, 10, 15]} if with_bbox else {}))
     for i in range(boxed_only):
         coco.annotation(1, 1, bbox=[5 + i, 50, 10, 10], segmentation=[])
     return coco.write()

@@ -37,7 +37,8 @@ def test_raccoon_boxes_only_with_unused_category_zero(shared_datasets, tmp_path)
     report, codes = prepare(shared_datasets, "raccoon_roboflow/_annotations.coco.json", tmp_path)
     assert report.usable and report.annotation_mode == "detection_only"
     assert Path(report.images_root).name == "images"
-    assert codes["category_unused"].path == "categories[0]"
+    assert codes["placeholder_category"].path == "categories[0]" and "Roboflow" in codes["placeholder_category"].message
+    assert "category_unused" not in codes
     mode_config = json.loads(Path(report.outputs["mode_config"]).read_text())
     assert mode_config["num_classes"] == 1 and mode_config["category_ids"] == {"0": 1}
 

@@ -58,7 +58,7 @@ def test_schema_error_names_the_json_path(basic):
     report, codes = run(basic)
     assert not report.usable
     assert codes["schema"][0].path == "annotations[1].image_id"
-    assert "Expected `int`, got `str`" in codes["schema"][0].message
+    assert "'image_id' is 'one', not a whole number" in codes["schema"][0].message
 
 
 @pytest.mark.parametrize("kind", ["image", "category"])
@@ -73,10 +73,26 @@ def test_duplicate_image_and_category_ids_are_errors(basic, kind):
     assert finding.path == (f"images[2].id" if kind == "image" else "categories[1].id")
 
 
-def test_duplicate_category_names_are_errors(basic):
+def test_duplicate_category_names_both_used_are_errors_with_ids_and_counts(basic):
     basic.category(2, "Cat ")
+    basic.annotation(1, 2, bbox=[1, 1, 5, 5])
     report, codes = run(basic)
     assert not report.usable and codes["duplicate_category_name"][0].path == "categories[1].name"
+    message = codes["duplicate_category_name"][0].message
+    assert "id 1 (2 annotations)" in message and "id 2 (1 annotations)" in message
+
+
+def test_unused_category_repeating_a_used_name_is_dropped_with_one_note(basic):
+    """Roboflow writes the project name as an unused category 0; a class of the same name is the one in use."""
+    basic.data["categories"].insert(0, {"id": 0, "name": "cat", "supercategory": "none"})
+    for _ in range(30):
+        basic.annotation(1, 1, bbox=[1, 1, 5, 5])
+    report, codes = run(basic)
+    assert report.usable and report.num_classes == 1
+    assert set(codes) == {"duplicate_category_dropped", "negative_images"}
+    assert len(codes["duplicate_category_dropped"]) == 1 and codes["duplicate_category_dropped"][0].path == "categories[0]"
+    cleaned = json.loads(Path(report.outputs["cleaned"]).read_text())
+    assert [c["id"] for c in cleaned["categories"]] == [1]
 
 
 def test_duplicate_annotation_ids_are_renumbered(basic):
@@ -141,7 +157,8 @@ def test_unreadable_images_are_errors_after_ultralytics_patches_pil(basic, monke
     monkeypatch.setattr(Image, "open", patched_open)
     report, codes = run(basic)
     assert not report.usable
-    assert len(codes["image_unreadable"]) == len(basic.data["images"])
+    assert len(codes["image_unreadable"]) == 1  # one cause, one finding naming every image
+    assert all(f"images[{i}].file_name" in codes["image_unreadable"][0].message for i in range(len(basic.data["images"])))
 
 
 def test_image_size_mismatch_is_an_error(basic):
