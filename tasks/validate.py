@@ -53,12 +53,15 @@ def validate_dataset_task(
     mode: str | None = None,
     keep_empty_classes: bool = False,
     configs_dir: str | None = None,
+    crowd_as_instances: str = "auto",
+    group_by: str | None = None,
 ) -> DatasetReport | State:
     """The report; a Failed state, not an exception, when the input cannot even be read (the user's to fix)."""
     try:
         report = prepare_dataset(data, images_dir=images, output_dir=output, split=split, seed=seed,
                                  image_check=image_check, mode=mode, keep_empty_classes=keep_empty_classes,
-                                 configs_dir=configs_dir, progress=False)
+                                 configs_dir=configs_dir, progress=False, crowd_as_instances=crowd_as_instances,
+                                 group_by=group_by)
     except MlcoreError as error:
         return Failed(message=str(error))
     create_markdown_artifact(_markdown(report), key="dataset-validation", description=f"Validation of {data}")

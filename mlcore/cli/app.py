@@ -46,6 +46,12 @@ class ModeOption(str, Enum):
     detection_and_segmentation = "detection_and_segmentation"
 
 
+class CrowdOption(str, Enum):
+    auto = "auto"
+    yes = "yes"
+    no = "no"
+
+
 class DemoModeOption(str, Enum):
     both = "both"
     boxes = "boxes"
@@ -65,8 +71,10 @@ def _setup(
 
 @app.command()
 def validate(
-    data: Annotated[Path, typer.Option("--data", help="COCO annotation JSON.")],
-    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: found beside the JSON).")] = None,
+    data: Annotated[Path, typer.Option("--data", help="COCO annotation JSON, or a labelling tool's export folder "
+                                       "(Roboflow, CVAT, Label Studio, COCO layouts; its own splits are kept).")],
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: found beside the JSON: its folder, "
+                                                   "images/, ../images, COCO's layout).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Write splits, e.g. train:0.7,val:0.15,test:0.15.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
     output: Annotated[Optional[Path], typer.Option(help="Output folder (default: <stem>_prepared/ beside the JSON).")] = None,
@@ -80,6 +88,12 @@ def validate(
     keep_empty_classes: Annotated[bool, typer.Option("--keep-empty-classes",
                                                      help="Keep categories no annotation uses as classes.")] = False,
     mode: Annotated[ModeOption, typer.Option(help="Annotation mode; auto detects it.")] = ModeOption.auto,
+    crowd_as_instances: Annotated[CrowdOption, typer.Option(
+        help="Train iscrowd=1 masks as objects: auto does when (nearly) every mask is crowd, as CVAT's COCO 1.0 "
+        "export writes them.")] = CrowdOption.auto,
+    group_by: Annotated[Optional[str], typer.Option(
+        help="Regular expression on file names; images with the same match (first group) stay in one split. "
+        "Default: the source photo Roboflow records.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -90,7 +104,7 @@ def validate(
         data, images_dir=images, output_dir=output, split=split, seed=seed, image_check=image_check.value,
         keep_empty_classes=keep_empty_classes, mode=None if mode == ModeOption.auto else mode.value,
         configs_dir=configs_dir if generate_configs else None, overwrite_configs=overwrite_configs,
-        progress=progress and not as_json,
+        progress=progress and not as_json, crowd_as_instances=crowd_as_instances.value, group_by=group_by,
     )
     if as_json:
         print(report.model_dump_json(indent=2))

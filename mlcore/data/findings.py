@@ -70,9 +70,12 @@ class FindingGroup:
     def __init__(self, severity: Severity, code: str, summary: str, fix: str, path: str) -> None:
         self.severity, self.code, self.summary, self.fix, self.path = severity, code, summary, fix, path
         self.places: list[tuple[str, str]] = []
+        self._short: list[str] = []
 
-    def add(self, path: str, detail: str) -> None:
+    def add(self, path: str, detail: str, short: str | None = None) -> None:
+        """`detail` stands alone when this is the only place; `short` (default: detail) is used in a list."""
         self.places.append((path, detail))
+        self._short.append(short or detail)
 
     def __len__(self) -> int:
         return len(self.places)
@@ -84,7 +87,7 @@ class FindingGroup:
             path, detail = self.places[0]
             findings.add(self.severity, self.code, path, detail, self.fix)
             return
-        shown = "; ".join(f"{path}: {detail}" for path, detail in self.places[:EXAMPLES_SHOWN])
+        shown = "; ".join(f"{path}: {short}" for (path, _), short in zip(self.places[:EXAMPLES_SHOWN], self._short))
         more = f"; and {len(self.places) - EXAMPLES_SHOWN} more" if len(self.places) > EXAMPLES_SHOWN else ""
         findings.add(self.severity, self.code, self.path,
                      f"{self.summary} ({len(self.places)} places): {shown}{more}", self.fix)

@@ -84,7 +84,7 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
 
     probes = [None] * len(typed) if check == "none" else probe_images(
         (root.root / image.file_name for _, image, _ in typed), check, total=len(typed), progress=progress)
-    missing = FindingGroup(Severity.ERROR, "image_missing", f"images are not in {root.root}",
+    missing = FindingGroup(Severity.ERROR, "image_missing", f"image files are not in {root.root}",
                            "copy the images there, pass the right folder with --images, or remove the entries",
                            "images")
     lfs = FindingGroup(Severity.ERROR, "image_lfs_pointer", "files are Git LFS pointers, not images",
@@ -99,7 +99,7 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
             group = missing if probe.problem == "missing" else lfs if probe.problem == "lfs pointer" else unreadable
             detail = (f"{root.root / image.file_name} does not exist" if group is missing
                       else f"{root.root / image.file_name} is {probe.problem}")
-            group.add(f"{where}.file_name", detail)
+            group.add(f"{where}.file_name", detail, f"'{image.file_name}'" if group is missing else None)
             rejected[image.id] = group.code
             continue
         if width is None or height is None or width <= 0 or height <= 0:

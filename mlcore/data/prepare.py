@@ -19,6 +19,7 @@ from mlcore.data.category_checks import class_categories, resolve_repeated_names
 from mlcore.data.coco_reader import MLCORE_KEY, RawCoco, read_coco
 from mlcore.data.coco_schema import json_encoder
 from mlcore.data.coco_writer import write_coco
+from mlcore.data.export_layouts import MergedExport, merge_export, recognise_export
 from mlcore.data.findings import Finding, Findings, Severity
 from mlcore.data.coco_dataset import recorded_images_root
 from mlcore.data.images import SAMPLE_NAMES, ImageCheck, ImageRoot, find_image_root, images_fingerprint
@@ -51,6 +52,7 @@ class DatasetReport(BaseModel):
     counts: dict[str, int] = Field(description="Findings per severity.")
     repairs: dict[str, int] = Field(default_factory=dict, description="Automatic repairs in the cleaned copy.")
     split_groups: str = Field("", description="What kept images together in one split (empty: each image alone).")
+    export_layout: str = Field("", description="The labelling-tool export layout recognised when --data is a folder.")
     splits: dict[str, int] = Field(default_factory=dict, description="Images per split file written.")
     statistics: DatasetStatistics | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
@@ -86,6 +88,10 @@ def prepare_dataset(
     output_dir = _absolute(output_dir) if output_dir else default_output_dir(annotation_file)
     ratios = parse_ratios(split) if split else None  # fail on a bad --split or --group-by before the long work
     group_pattern = compile_group_by(group_by)
+    export = None
+    if annotation_file.is_dir():
+        export = _from_export_folder(annotation_file, output_dir, images_dir)
+        annotation_file, images_dir = export.annotation_file, images_dir or export.images_root
     _clear_previous_outputs(output_dir, keep=annotation_file)
     raw = read_coco(annotation_file)
     root = _images_root(raw, images_dir)
@@ -94,23 +100,54 @@ def prepare_dataset(
     output_dir.mkdir(parents=True, exist_ok=True)
     data = validate_coco(raw, root, image_check, progress=progress, spool_dir=output_dir,
                          crowd_as_instances=crowd_as_instances)
+    if export is not None:
+        _note_export(export, data.findings, ratios)
     try:
         return _finish(data, raw, annotation_file, output_dir, images_root, ratios, seed, keep_empty_classes, mode,
-                       configs_dir, overwrite_configs, group_pattern)
+                       configs_dir, overwrite_configs, group_pattern, export)
     finally:
         data.spool.close()
 
 
+def _from_export_folder(folder: Path, output_dir: Path, images_dir: str | Path | None) -> MergedExport:
+    """A labelling tool's export folder: its parts merged into one file in OUTPUT_DIR (the export is only read)."""
+    layout = recognise_export(folder)
+    if len(layout.parts) == 1 and images_dir is None:  # validate the user's own file: findings point into it
+        part = layout.parts[0]
+        split_of = {}
+        return MergedExport(part.annotation_file, part.images_dir, split_of, layout, [layout.describe()])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return merge_export(layout, output_dir)
+
+
+def _note_export(export: MergedExport, findings: Findings, ratios: dict[str, float] | None) -> None:
+    splits = export.layout.splits
+    own = f"; its own splits ({', '.join(splits)}) are kept" if _has_own_splits(export) else ""
+    findings.info("export_layout", str(export.layout.parts[0].annotation_file.parent),
+                  export.notes[0] + own + (" (--split ignored)" if own and ratios else ""), "nothing to do")
+    for note in export.notes[1:]:
+        findings.info("export_merge", str(export.annotation_file), note, "nothing to do")
+
+
+def _has_own_splits(export: MergedExport | None) -> bool:
+    """An export with a train and another part is split already: its split is the user's, not ours to redo."""
+    return export is not None and "train" in export.layout.splits and len(export.layout.splits) > 1
+
+
 def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir: Path, images_root: Path,
             ratios: dict[str, float] | None, seed: int, keep_empty_classes: bool, mode: AnnotationMode | None,
-            configs_dir: str | Path | None, overwrite_configs: bool, group_by: re.Pattern[str] | None
-            ) -> DatasetReport:
+            configs_dir: str | Path | None, overwrite_configs: bool, group_by: re.Pattern[str] | None,
+            export: MergedExport | None = None) -> DatasetReport:
     """Everything after the record checks: classes, mode, statistics, and the output files."""
     findings = data.findings
 
     resolve_repeated_names(data)
     class_categories_ = class_categories(data, keep_empty_classes)
-    if not data.annotations:
+    if not raw.has_annotations_key:
+        findings.error("no_annotations", "annotations", "the file has no 'annotations' list: an image-info file "
+                       "(like COCO's image_info_test2017.json) lists images but holds no labels",
+                       "pass the instances file that has the annotations (e.g. instances_<split>.json)")
+    elif not data.annotations:
         findings.error("no_annotations", "annotations", "no usable annotation remains",
                        "annotate the images (see the findings above for annotations that were dropped)")
     elif not class_categories_:
@@ -129,6 +166,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
         dataset=str(annotation_file), dataset_sha256=raw.sha256, images_root=str(images_root),
         output_dir=str(output_dir), usable=usable, annotation_mode=annotation_mode if usable else None,
         num_classes=len(class_categories_), counts={}, statistics=statistics, findings=[],
+        export_layout=export.layout.kind if export else "",
         repairs={"boxes_and_areas_from_masks": data.boxes_from_masks,
                  "annotation_ids_renumbered": data.renumbered_annotations,
                  "crowd_as_instances": data.crowd_as_instances},
@@ -139,9 +177,9 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
         cleaned_sha256 = write_coco(cleaned, header=header, images=[i.out for i in data.images],
                    annotations=(data.spool.get(a.out) for a in data.annotations), categories=data.category_records)
         report.outputs["cleaned"] = str(cleaned)
-        if ratios:
+        if ratios or _has_own_splits(export):
             report.splits, report.split_groups = _write_splits(data, header, ratios, seed, output_dir, findings,
-                                                               report.outputs, group_by)
+                                                               report.outputs, group_by, export)
         mode_config = ModeConfig(
             annotation_mode=annotation_mode, num_classes=len(class_categories_),
             class_mapping={str(i): c.name for i, c in enumerate(class_categories_)},
@@ -213,13 +251,16 @@ def _header(raw: RawCoco, images_root: Path) -> dict[str, msgspec.Raw]:
 
 
 def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], seed: int, output_dir: Path,
-                  findings: Findings, outputs: dict[str, str], group_by: re.Pattern[str] | None
-                  ) -> tuple[dict[str, int], str]:
+                  findings: Findings, outputs: dict[str, str], group_by: re.Pattern[str] | None,
+                  export: MergedExport | None) -> tuple[dict[str, int], str]:
     labels: dict[int, set[int]] = {image.id: set() for image in data.images}
     for ann in data.annotations:
         if not ann.iscrowd:
             labels[ann.image_id].add(ann.category_id)
-    assignment, groups_source = _grouped_split(data, labels, ratios, seed, findings, group_by)
+    if _has_own_splits(export):
+        assignment, groups_source = _export_split(data, export, findings), "the export's own splits"
+    else:
+        assignment, groups_source = _grouped_split(data, labels, ratios, seed, findings, group_by)
     annotations_of: dict[int, list] = defaultdict(list)
     for ann in data.annotations:
         annotations_of[ann.image_id].append(ann.out)
@@ -250,6 +291,26 @@ def _write_splits(data: ValidatedCoco, header: dict, ratios: dict[str, float], s
     return counts, groups_source
 
 
+def _export_split(data: ValidatedCoco, export: MergedExport, findings: Findings) -> dict[str, list[int]]:
+    assignment: dict[str, list[int]] = {name: [] for name in export.layout.splits}
+    for image in data.images:
+        name = export.split_of_image.get(image.id)
+        if name is not None:
+            assignment[name].append(image.id)
+    _warn_duplicates(data, {i: name for name, ids in assignment.items() for i in ids}, findings)
+    return assignment
+
+
+def _warn_duplicates(data: ValidatedCoco, split_of: dict[int, str], findings: Findings) -> None:
+    duplicates = duplicates_across_splits(data.images_root, {i.id: i.file_name for i in data.images if i.id in split_of},
+                                          split_of)
+    if duplicates:
+        shown = "; ".join(f"'{a}' ({sa}) = '{b}' ({sb})" for a, sa, b, sb in duplicates[:5])
+        findings.warning("duplicate_images_across_splits", "images",
+                         f"{len(duplicates)} image file(s) have exactly the same content as a file in another split: "
+                         f"{shown}", "remove the copies, or pass --group-by REGEX so that copies share a group")
+
+
 def _grouped_split(data: ValidatedCoco, labels: dict[int, set[int]], ratios: dict[str, float], seed: int,
                    findings: Findings, group_by: re.Pattern[str] | None) -> tuple[dict[str, list[int]], str]:
     """Stratified split of whole groups (copies of one photo stay together), then a check for identical files."""
@@ -266,13 +327,7 @@ def _grouped_split(data: ValidatedCoco, labels: dict[int, set[int]], ratios: dic
     if groups.source:
         findings.info("split_by_group", "--split", f"{len(data.images)} images in {groups.count} groups by "
                       f"{groups.source}; each group lies in one split", "nothing to do")
-    split_of = {image_id: name for name, ids in assignment.items() for image_id in ids}
-    duplicates = duplicates_across_splits(data.images_root, {i.id: i.file_name for i in data.images}, split_of)
-    if duplicates:
-        shown = "; ".join(f"'{a}' ({sa}) = '{b}' ({sb})" for a, sa, b, sb in duplicates[:5])
-        findings.warning("duplicate_images_across_splits", "images",
-                         f"{len(duplicates)} image file(s) have exactly the same content as a file in another split: "
-                         f"{shown}", "remove the copies, or pass --group-by REGEX so that copies share a group")
+    _warn_duplicates(data, {image_id: name for name, ids in assignment.items() for image_id in ids}, findings)
     return assignment, groups.source
 
 

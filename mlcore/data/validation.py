@@ -20,6 +20,7 @@ from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, replace_fields
 from mlcore.data.findings import FindingGroup, Findings, Severity
 from mlcore.data.image_checks import ImageRecord, check_images
 from mlcore.data.images import ImageCheck, ImageRoot
+from mlcore.data.lookalikes import keypoints_note
 from mlcore.data.masks import MaskGeometry, SegmentationProblem, clean_polygon_parts, polygon_geometry, rle_geometry
 from mlcore.data.masks import segmentation_kind
 from mlcore.data.record_decoding import RecordDecoder
@@ -79,6 +80,9 @@ def validate_coco(raw: RawCoco, images_root: Path | ImageRoot, image_check: Imag
             "the file has NaN or Infinity literals, which JSON does not allow; they were read as missing values",
             "fix the tool that exported it (Python: json.dump(..., allow_nan=False) shows where)",
         )
+    keypoints = keypoints_note(raw)
+    if keypoints:
+        findings.info("keypoints_ignored", "annotations", keypoints, "nothing to do")
     images = check_images(raw, root, image_check, findings, progress)
     categories, category_records, positions = _decode_categories(raw, findings)
     result = ValidatedCoco(images=images.usable, categories=categories, category_records=category_records,
@@ -263,7 +267,7 @@ def _compare_given_box(ann: CocoAnnotation, image: ImageRecord, where: str, geom
     problems = Findings()
     bbox = _given_box(ann, image, where, problems)
     if bbox is None:
-        reason = problems.items[0].message if problems.items else "unusable"
+        reason = problems.items[0].message.split("; ")[0] if problems.items else "unusable"
         findings.warning("bbox_replaced_by_mask", f"{where}.bbox",
                          f"the file's box is unusable ({reason}); its mask's tight box {_fmt(geometry.bbox)} is used",
                          "nothing to do: the cleaned copy has the mask's box (check the exporter)")

@@ -79,7 +79,7 @@ def test_duplicate_category_names_both_used_are_errors_with_ids_and_counts(basic
     report, codes = run(basic)
     assert not report.usable and codes["duplicate_category_name"][0].path == "categories[1].name"
     message = codes["duplicate_category_name"][0].message
-    assert "id 1 (2 annotations)" in message and "id 2 (1 annotations)" in message
+    assert "id 1 (1 annotations)" in message and "id 2 (1 annotations)" in message
 
 
 def test_unused_category_repeating_a_used_name_is_dropped_with_one_note(basic):
