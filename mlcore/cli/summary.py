@@ -35,7 +35,8 @@ def print_summary(report: DatasetReport, console: Console) -> None:
     if grouped:
         console.print()
     for (severity, code), items in sorted(grouped.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
-        console.print(f"[{STYLE[severity]}]{severity.value}[/] {code} ×{len(items)}", highlight=False)
+        console.print(f"[{STYLE[severity]}]{severity.value}[/] {code} ×{sum(f.count for f in items)}",
+                      highlight=False)
         for finding in items[:EXAMPLES_PER_RULE]:
             console.print(f"    {finding.path}: {finding.message}", highlight=False, markup=False)
         if len(items) > EXAMPLES_PER_RULE:

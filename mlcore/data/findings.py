@@ -22,6 +22,8 @@ class Finding(BaseModel):
     path: str = Field(description="Where: a JSON path such as 'annotations[812].segmentation', or a file path.")
     message: str
     fix: str = ""
+    count: int = Field(1, description="How many records share this finding (one root cause, one finding).")
+    places: list[str] = Field(default_factory=list, description="Every path, when the finding covers several.")
 
 
 class Findings:
@@ -31,9 +33,33 @@ class Findings:
         self.items: list[Finding] = []
         self._by_severity: Counter[Severity] = Counter()
 
-    def add(self, severity: Severity, code: str, path: str, message: str, fix: str = "") -> None:
-        self.items.append(Finding(severity=severity, code=code, path=path, message=message, fix=fix))
+    def add(self, severity: Severity, code: str, path: str, message: str, fix: str = "", *,
+            places: list[str] | None = None) -> None:
+        places = places or []
+        self.items.append(Finding(severity=severity, code=code, path=path, message=message, fix=fix,
+                                  count=max(1, len(places)), places=places))
         self._by_severity[severity] += 1
+
+    def collapse_repeats(self) -> None:
+        """Every rule that fired on several records becomes one finding: the count, the first few places with their
+        messages, and every path in `places`. A person reads one line per cause; a program still gets each path."""
+        by_code: dict[str, list[Finding]] = {}
+        for item in self.items:
+            by_code.setdefault(item.code, []).append(item)
+        collapsed: list[Finding] = []
+        for item in self.items:
+            group = by_code[item.code]
+            if len(group) == 1:
+                collapsed.append(item)
+            elif item is group[0]:
+                shown = "; ".join(f"{f.path}: {f.message}" for f in group[:EXAMPLES_SHOWN])
+                more = f"; and {len(group) - EXAMPLES_SHOWN} more" if len(group) > EXAMPLES_SHOWN else ""
+                places = [place for f in group for place in (f.places or [f.path])]
+                collapsed.append(Finding(severity=item.severity, code=item.code, path=item.path.split("[")[0],
+                                         message=f"{len(places)} times: {shown}{more}", fix=item.fix,
+                                         count=len(places), places=places))
+        self.items = collapsed
+        self._by_severity = Counter(item.severity for item in self.items)
 
     def error(self, code: str, path: str, message: str, fix: str = "") -> None:
         self.add(Severity.ERROR, code, path, message, fix)
@@ -75,7 +101,7 @@ class FindingGroup:
     def add(self, path: str, detail: str, short: str | None = None) -> None:
         """`detail` stands alone when this is the only place; `short` (default: detail) is used in a list."""
         self.places.append((path, detail))
-        self._short.append(short or detail)
+        self._short.append(detail if short is None else short)
 
     def __len__(self) -> int:
         return len(self.places)
@@ -87,7 +113,9 @@ class FindingGroup:
             path, detail = self.places[0]
             findings.add(self.severity, self.code, path, detail, self.fix)
             return
-        shown = "; ".join(f"{path}: {short}" for (path, _), short in zip(self.places[:EXAMPLES_SHOWN], self._short))
+        shown = "; ".join(f"{path}: {short}" if short else path
+                          for (path, _), short in zip(self.places[:EXAMPLES_SHOWN], self._short))
         more = f"; and {len(self.places) - EXAMPLES_SHOWN} more" if len(self.places) > EXAMPLES_SHOWN else ""
         findings.add(self.severity, self.code, self.path,
-                     f"{self.summary} ({len(self.places)} places): {shown}{more}", self.fix)
+                     f"{self.summary} ({len(self.places)} places): {shown}{more}", self.fix,
+                     places=[path for path, _ in self.places])

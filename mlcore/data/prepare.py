@@ -147,7 +147,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
         findings.error("no_annotations", "annotations", "the file has no 'annotations' list: an image-info file "
                        "(like COCO's image_info_test2017.json) lists images but holds no labels",
                        "pass the instances file that has the annotations (e.g. instances_<split>.json)")
-    elif not data.annotations:
+    elif not data.annotations and (not raw.annotations or not findings.has_errors):  # else the errors say why
         findings.error("no_annotations", "annotations", "no usable annotation remains",
                        "annotate the images (see the findings above for annotations that were dropped)")
     elif not class_categories_:
@@ -201,6 +201,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
             splits = {name: report.outputs[name] for name in report.splits}
             written = write_active_configs(mode_config, splits, _absolute(configs_dir), overwrite=overwrite_configs)
             report.outputs.update({f"config:{path.parent.name}/{path.stem}": str(path) for path in written})
+    findings.collapse_repeats()
     report.findings = findings.items
     report.counts = {severity.value: findings.count(severity) for severity in Severity}
     report_path = output_dir / REPORT_NAME

@@ -62,7 +62,7 @@ class RecordDecoder:
         for info in self._fields:
             if info.name not in fields:
                 if info.required:
-                    self._problem(f"{where}.{info.name}", info.name, "is missing", f"'{info.name}' is missing")
+                    self._problem(f"{where}.{info.name}", info.name, "is missing", f"'{info.name}' is missing", "")
                     problems += 1
                 continue
             value = _value_decoder.decode(fields[info.name])
@@ -95,14 +95,14 @@ class RecordDecoder:
                                                  f"{value}" for name, value in converted.items()))
         return index, typed, fixed
 
-    def _problem(self, path: str, field: str, problem: str, detail: str) -> None:
+    def _problem(self, path: str, field: str, problem: str, detail: str, short: str | None = None) -> None:
         key = (field, problem)
         if key not in self._problems:
             subject = f"'{field}' {problem}" if field else f"the record {problem}"
             self._problems[key] = FindingGroup(Severity.ERROR, "schema", f"{subject} in '{self.prefix}'; those "
                                                "records are skipped", self._fix, f"{self.prefix}[*].{field}"
                                                if field else self.prefix)
-        self._problems[key].add(path, detail)
+        self._problems[key].add(path, detail, short)
 
 
 def whole_number(value: Any) -> int | None:

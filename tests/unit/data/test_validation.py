@@ -194,7 +194,7 @@ def test_file_name_escaping_the_image_root_is_an_error(basic):
     basic.image(4, file_name="/etc/passwd", write=False)
     report, codes = run(basic)
     assert not report.usable
-    assert [f.path for f in codes["file_name_escapes_root"]] == ["images[2].file_name", "images[3].file_name"]
+    assert [f.places for f in codes["file_name_escapes_root"]] == [["images[2].file_name", "images[3].file_name"]]
 
 
 def test_file_name_may_hold_subfolders(basic):
