@@ -59,7 +59,8 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
         seen_ids[image.id] = index
         name = normalize_file_name(image.file_name)
         if URL.match(name):
-            urls.add(f"{where}.file_name", f"'{image.file_name}'")
+            urls.add(f"{where}.file_name", f"'{image.file_name}' is a URL; mlcore reads images from a folder",
+                     f"'{image.file_name}'")
             rejected[image.id] = urls.code
             continue
         if name != image.file_name:

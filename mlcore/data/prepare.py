@@ -150,7 +150,7 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
     elif not data.annotations and (not raw.annotations or not findings.has_errors):  # else the errors say why
         findings.error("no_annotations", "annotations", "no usable annotation remains",
                        "annotate the images (see the findings above for annotations that were dropped)")
-    elif not class_categories_:
+    elif data.annotations and not class_categories_:
         findings.error("nothing_to_train", "annotations",
                        f"no category has a usable object: all {len(data.annotations)} kept annotations are crowd "
                        "regions (iscrowd=1), which train nothing",
