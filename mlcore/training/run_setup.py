@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from mlcore.data.coco_dataset import CocoDataset
+from mlcore.data.findings import Severity
 from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.logs import get_logger
@@ -53,9 +54,11 @@ def resolve_mode(data: str | Path, val: str | Path, output_dir: str | Path, *, a
         report = prepare_dataset(path, images_dir=folder, output_dir=Path(output_dir) / "dataset" / name,
                                  progress=False)
         if not report.usable:
-            raise DatasetError(f"the {name} data is not usable for training", where=str(path),
-                               fix=f"see {report.outputs.get('report')} (or run `mlcore validate --data {path}`); "
-                                   "images elsewhere: pass --images / --val-images")
+            first = next((f for f in report.findings if f.severity == Severity.ERROR), None)
+            fixes = [first.fix if first else None, "for the --val file: --val-images" if name == "val" else None,
+                     f"full report: {report.outputs.get('report')}"]
+            raise DatasetError(f"the {name} data is not usable for training" + (f": {first.message}" if first else ""),
+                               where=str(path), fix="; ".join(fix for fix in fixes if fix))
         prepared.append(report)
     mode = ModeConfig.read(Path(prepared[0].outputs["mode_config"]))
     log.info("detected mode %s from %s", mode.annotation_mode, data)

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from mlcore.augmentation.preview import grid_size
+from tests.unit.relocated import relocate
 
 MLCORE = [sys.executable, "-m", "mlcore.cli.app"]
 
@@ -80,3 +81,15 @@ def test_a_config_with_an_unknown_name_fails_listing_the_valid_ones(demo, tmp_pa
                     "--output", str(tmp_path / "g.png"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "characteristics[0]" in result.stderr and "'partially_hidden'" in result.stderr
+
+
+def test_preview_of_a_file_moved_away_from_its_images_needs_images(demo, tmp_path):
+    moved = relocate(demo, demo.parent / "images", tmp_path)
+    output = tmp_path / "grid.png"
+    failed = mlcore("augment", "preview", "--data", str(moved.annotations), "--n", "2", "--output", str(output))
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert str(moved.annotations.parent) in failed.stderr and f"--images '{moved.images}'" in failed.stderr
+    result = mlcore("augment", "preview", "--data", str(moved.annotations), "--images", str(moved.images), "--n", "2",
+                    "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert output.is_file()

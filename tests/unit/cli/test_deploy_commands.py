@@ -19,7 +19,9 @@ from mlcore.cli.app import app
 from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
+from mlcore.errors import DatasetError
 from mlcore.students import get_student_model
+from tests.unit.relocated import Relocated, relocate
 
 IMGSZ = 96
 runner = CliRunner()
@@ -104,3 +106,61 @@ def test_evaluate_without_a_target_is_one_clear_error(setup) -> None:
     assert completed.returncode == 2
     assert "exactly one of --model, --teachers, --predictions" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+# --- split files moved away from their images: --images --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moved(setup) -> dict[str, Relocated]:
+    """train / val / test copied to ROOT/moved/split (no .mode_config.json, no recorded root), images to moved/pics."""
+    return {name: relocate(setup[name], setup["images"], setup["root"] / "moved") for name in ("train", "val", "test")}
+
+
+def fails_naming_the_search(*args: str, moved: Relocated) -> None:
+    result = runner.invoke(app, list(args))
+    assert isinstance(result.exception, DatasetError), (result.output, result.exception)
+    message = str(result.exception)
+    assert all(str(folder) in message for folder in moved.tried_folders()) and "--images" in message
+
+
+def test_evaluate_a_moved_split_needs_images(setup, moved) -> None:
+    test = moved["test"]
+    fails_naming_the_search("evaluate", "--data", str(test.annotations), "--model", str(setup["model"]), moved=test)
+    output = invoke("evaluate", "--data", str(test.annotations), "--model", str(setup["model"]), "--images",
+                    str(test.images)).output
+    assert "map50_95" in output
+
+
+def test_benchmark_a_moved_split_needs_images(setup, moved) -> None:
+    test, out = moved["test"], setup["root"] / "bench_moved"
+    options = ["--output", str(out), "--runs", "1", "--batch-size", "1"]
+    fails_naming_the_search("benchmark", "--models", str(setup["model"]), "--data", str(test.annotations), *options,
+                            moved=test)
+    invoke("benchmark", "--models", str(setup["model"]), "--data", str(test.annotations), "--images",
+           str(test.images), *options)
+    assert [row["name"] for row in json.loads((out / "report.json").read_text())["rows"]] == ["best.pt"]
+
+
+def test_optimize_calibrates_and_gates_on_moved_splits_with_images(setup, moved) -> None:
+    train, val, out = moved["train"], moved["val"], setup["root"] / "export_moved"
+    files = ["--calib-data", str(train.annotations), "--val-data", str(val.annotations)]
+    fails_naming_the_search("optimize", "--model", str(setup["model"]), "--output", str(out), "--quantize", "int8",
+                            *files, moved=train)
+    invoke("optimize", "--model", str(setup["model"]), "--output", str(out), "--quantize", "int8", *files,
+           "--images", str(train.images))  # one folder for both files
+    report = json.loads((out / "export.json").read_text())
+    assert (out / "model.int8.onnx").is_file() and report["accuracy_gate"]["evaluated"] is True
+
+
+def test_infer_on_a_coco_file_uses_its_images_and_ids(setup, moved) -> None:
+    test, out = moved["test"], setup["root"] / "infer_coco"
+    fails_naming_the_search("infer", "--model", str(setup["model"]), "--source", str(test.annotations), "--output",
+                            str(out), moved=test)
+    invoke("infer", "--model", str(setup["model"]), "--source", str(test.annotations), "--images", str(test.images),
+           "--output", str(out), "--conf", "0.001")
+    listed = json.loads(test.annotations.read_text())
+    summary = json.loads((out / "inference.json").read_text())
+    assert [(image["id"], image["file_name"]) for image in summary["images"]] == [
+        (image["id"], image["file_name"]) for image in listed["images"]]
+    by_name = {category["name"]: category["id"] for category in listed["categories"]}
+    assert all(category["id"] == by_name[category["name"]] for category in summary["categories"])

@@ -18,6 +18,7 @@ from mlcore.optimization import (
 )
 from mlcore.optimization.onnx_export import onnx_metadata
 from mlcore.students import Student
+from tests.unit.relocated import relocate
 
 from .conftest import IMGSZ, Demo
 
@@ -109,3 +110,13 @@ def test_calibration_choice_is_seeded_from_folder_or_coco(demo: Demo, tmp_path: 
         calibration_images(tmp_path / "empty", 4)
     with pytest.raises(DatasetError, match="not found"):
         calibration_images(tmp_path / "nowhere", 4)
+
+
+def test_calibration_from_a_coco_file_moved_away_from_its_images_needs_images_dir(demo: Demo, tmp_path: Path) -> None:
+    moved = relocate(demo.annotations, demo.images, tmp_path)
+    with pytest.raises(DatasetError) as error:
+        calibration_images(moved.annotations, 4)
+    assert all(str(folder) in str(error.value) for folder in moved.tried_folders())
+    assert f"--images '{moved.images}'" in str(error.value)
+    chosen = calibration_images(moved.annotations, 4, seed=1, images_dir=moved.images)
+    assert len(chosen) == 4 and all(path.parent == moved.images and path.is_file() for path in chosen)

@@ -20,12 +20,14 @@ from mlcore.config.schemas.training import TrainingDynamicsConfig
 from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
-from mlcore.errors import ConfigError
+from mlcore.errors import ConfigError, DatasetError
 from mlcore.students import Student
 from mlcore.teachers import load_grounding_dino
 from mlcore.teachers.grounded_sam import GroundedSAM
 from mlcore.teachers.untrained import save_untrained_teachers
 from mlcore.training.distillation import DistillationTrainer
+from mlcore.training.student_setup import distillation_trainer
+from tests.unit.relocated import relocate
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
 REPO = Path(__file__).resolve().parents[3]
@@ -255,6 +257,46 @@ def test_cli_bad_imgsz_is_one_clear_error(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "--imgsz" in completed.stderr and "multiple of 32" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def moved_splits(tmp_path: Path):
+    """A detection-only train / val split, each file moved away from its images (into moved/split, moved/pics)."""
+    data = prepared(tmp_path, "detection_only", num_images=4)
+    original = tmp_path / "demo" / "images"
+    train_file, val_file = (relocate(data / f"{name}.json", original, tmp_path / "moved") for name in ("train", "val"))
+    return data, train_file, val_file
+
+
+def test_splits_moved_away_from_their_images_need_images(tmp_path: Path) -> None:
+    data, train_file, val_file = moved_splits(tmp_path)
+    mode = ModeConfig.read(data).model_copy(update={"images_root": str(tmp_path / "gone")})  # another machine's
+    files = {"train": train_file.annotations, "val": val_file.annotations, "teachers_dir": tmp_path / "teachers"}
+    with pytest.raises(DatasetError) as error:
+        DistillationTrainer(tmp_path / "run", mode, **files)
+    assert all(str(folder) in str(error.value) for folder in train_file.tried_folders())
+    built = DistillationTrainer(tmp_path / "run", mode, **files, train_images=train_file.images,
+                                val_images=val_file.images)
+    assert built.train_set.images_root == built.val_set.images_root == train_file.images
+    with pytest.raises(DatasetError) as error:  # --auto-detect validates them: it says which folders it tried
+        distillation_trainer(train_file.annotations, val_file.annotations, tmp_path / "auto",
+                             teachers=tmp_path / "teachers", auto_detect=True, device="cpu")
+    assert f"--images '{train_file.images}'" in str(error.value)
+    built = distillation_trainer(train_file.annotations, val_file.annotations, tmp_path / "auto",
+                                 teachers=tmp_path / "teachers", auto_detect=True, images=train_file.images,
+                                 device="cpu")
+    assert built.train_set.images_root == built.val_set.images_root == train_file.images
+
+
+def test_cli_images_reach_the_trainer(tmp_path: Path) -> None:
+    data, train_file, val_file = moved_splits(tmp_path)
+    teachers = tiny_teachers(tmp_path / "teachers", ModeConfig.read(data))
+    completed = run_cli("--data", str(train_file.annotations), "--val", str(val_file.annotations), "--auto-detect",
+                        "--images", str(train_file.images), "--teachers", str(teachers), "--output",
+                        str(tmp_path / "run"), "--epochs", "1", "--imgsz", str(IMGSZ), "--batch-size", "2",
+                        "--device", "cpu", "--no-progress")
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads((tmp_path / "run" / "student.json").read_text())
+    assert summary["data"]["images_root"] == {"train": str(train_file.images), "val": str(train_file.images)}
 
 
 def test_prefect_task_turns_user_errors_into_a_failed_state(tmp_path: Path) -> None:

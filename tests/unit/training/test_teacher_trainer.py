@@ -18,11 +18,12 @@ from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsCon
 from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
-from mlcore.errors import ConfigError, ModelError
+from mlcore.errors import ConfigError, DatasetError, ModelError
 from mlcore.teachers import GroundedSAM
 from mlcore.training.run_setup import resolve_mode
 from mlcore.training.teacher_setup import teacher_configs, train_teachers
 from mlcore.training.teacher_trainer import TeacherTrainer
+from tests.unit.relocated import relocate
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
 REPO = Path(__file__).resolve().parents[3]
@@ -254,6 +255,41 @@ def test_cli_without_mode_config_exits_2_with_the_fix(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "mlcore validate" in completed.stderr and "--auto-detect" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def moved_splits(tmp_path: Path):
+    """A detection-only train / val split, each file moved away from its images (into moved/split, moved/pics)."""
+    data = prepared(tmp_path, "detection_only", num_images=5)
+    original = tmp_path / "demo" / "images"
+    train_file, val_file = (relocate(data / f"{name}.json", original, tmp_path / "moved") for name in ("train", "val"))
+    return data, train_file, val_file
+
+
+def test_splits_moved_away_from_their_images_need_images(tmp_path: Path) -> None:
+    data, train_file, val_file = moved_splits(tmp_path)
+    mode = ModeConfig.read(data).model_copy(update={"images_root": str(tmp_path / "gone")})  # another machine's
+    with pytest.raises(DatasetError) as error:
+        TeacherTrainer(tmp_path / "run", mode, train=train_file.annotations, val=val_file.annotations)
+    assert all(str(folder) in str(error.value) for folder in train_file.tried_folders())
+    trainer = TeacherTrainer(tmp_path / "run", mode, train=train_file.annotations, val=val_file.annotations,
+                             train_images=train_file.images, val_images=val_file.images)
+    assert trainer.train.images_root == trainer.val.images_root == train_file.images
+    assert trainer.train[0].image_path.is_file()
+    with pytest.raises(DatasetError) as error:  # --auto-detect validates them: it says which folders it tried
+        train_teachers(train_file.annotations, val_file.annotations, tmp_path / "auto", auto_detect=True,
+                       preset="tiny", device="cpu")
+    assert all(str(folder) in str(error.value) for folder in train_file.tried_folders())
+    assert f"--images '{train_file.images}'" in str(error.value)
+
+
+def test_cli_images_reach_auto_detect_and_the_trainer(tmp_path: Path) -> None:
+    _, train_file, val_file = moved_splits(tmp_path)
+    completed = run_cli("--data", str(train_file.annotations), "--val", str(val_file.annotations), "--auto-detect",
+                        "--images", str(train_file.images), "--output", str(tmp_path / "run"), "--preset", "tiny",
+                        "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--no-progress")
+    assert completed.returncode == 0, completed.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["images_root"] == {"train": str(train_file.images), "val": str(train_file.images)}
 
 
 def test_prefect_task_turns_user_errors_into_a_failed_state(tmp_path: Path) -> None:
