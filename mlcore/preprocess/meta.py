@@ -80,20 +80,27 @@ class PreprocessMeta:
         return _pairs(lambda points: self.points_from_model(points, clip=clip), _as_float(boxes))
 
     def boxes_to_normalized_cxcywh(self, boxes: Array) -> Array:
-        """Original-frame xyxy -> cx, cy, w, h over the model input size (Grounding DINO's label format).
+        """Original-frame xyxy -> cx, cy, w, h over the image's valid (unpadded) region: Grounding DINO's label frame.
 
-        transformers' processor normalises boxes by the padded input, so this does the same: the model learns and
-        predicts in that frame.
+        The model predicts relative to the valid region, not the padded canvas: transformers'
+        `generate_encoder_output_proposals` divides by the valid width and height, the decoder scales its reference
+        points by `valid_ratios`, and `post_process_grounded_object_detection` multiplies by each image's own size
+        (DETR's authors say the same: facebookresearch/detr#286). Over the valid region, a box covering the whole
+        image is (0.5, 0.5, 1, 1) whatever canvas its batch was padded to.
         """
         x1, y1, x2, y2 = _unbind(self.boxes_to_model(boxes))
-        height, width = self.input_size
+        left, top = self.pad[:2]
+        height, width = self.resized_size
+        x1, x2, y1, y2 = x1 - left, x2 - left, y1 - top, y2 - top
         return _stack([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height])
 
     def boxes_from_normalized_cxcywh(self, boxes: Array, clip: bool = True) -> Array:
-        """Grounding DINO's predicted cx, cy, w, h (over the model input size) -> original-frame xyxy."""
+        """Grounding DINO's predicted cx, cy, w, h (over the valid region) -> original-frame xyxy."""
         cx, cy, w, h = _unbind(_as_float(boxes))
-        height, width = self.input_size
-        model_xyxy = _stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+        height, width = self.resized_size
+        left, top = self.pad[:2]
+        model_xyxy = _stack([(cx - w / 2) * width + left, (cy - h / 2) * height + top,
+                             (cx + w / 2) * width + left, (cy + h / 2) * height + top])
         return self.boxes_from_model(model_xyxy, clip=clip)
 
     # -- masks --------------------------------------------------------------------------------------------------

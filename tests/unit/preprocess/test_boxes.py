@@ -104,13 +104,23 @@ def test_points_and_clipping() -> None:
     assert np.allclose(meta.boxes_from_model(outside, clip=False), [[-5.0, -18.75, 218.75, 137.5]])
 
 
-def test_normalized_cxcywh_is_relative_to_the_padded_input_and_round_trips() -> None:
+def test_normalized_cxcywh_is_relative_to_the_valid_region_and_round_trips() -> None:
     meta = PreprocessMeta.build(original_size=(100, 200), resized_size=(400, 800), pad=(0, 0, 200, 600))
     boxes = torch.tensor([[20.0, 10.0, 60.0, 50.0]])
     normalized = meta.boxes_to_normalized_cxcywh(boxes)
-    # model frame: 80, 40, 240, 200 inside a 1000 x 1000 input
-    assert torch.allclose(normalized, torch.tensor([[0.16, 0.12, 0.16, 0.16]]))
+    # model frame: 80, 40, 240, 200 inside the 800 x 400 image (not the 1000 x 1000 canvas)
+    assert torch.allclose(normalized, torch.tensor([[0.2, 0.3, 0.2, 0.4]]))
     assert torch.allclose(meta.boxes_from_normalized_cxcywh(normalized), boxes, atol=1e-5)
+
+
+@pytest.mark.parametrize("canvas", [(480, 640), (1066, 1333), (2000, 700)])
+def test_a_box_covering_the_whole_image_is_centred_unit_box_whatever_the_canvas(canvas) -> None:
+    """The issue's example: a whole 480x640 image in a 1066x1333 canvas was (0.4, 0.375, 0.8, 0.75)."""
+    meta = PreprocessMeta.build(original_size=(480, 640), resized_size=(480, 640), pad=(0, 0, 0, 0))
+    padded = meta.padded_to((max(canvas[0], 480), max(canvas[1], 640)))
+    whole = torch.tensor([[0.0, 0.0, 640.0, 480.0]])
+    assert torch.allclose(padded.boxes_to_normalized_cxcywh(whole), torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
+    assert torch.allclose(padded.boxes_from_normalized_cxcywh(torch.tensor([[0.5, 0.5, 1.0, 1.0]])), whole)
 
 
 def test_meta_survives_json() -> None:

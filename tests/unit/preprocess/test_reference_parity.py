@@ -102,20 +102,25 @@ def test_dino_batch_matches_transformers_padding_and_pixel_mask(dino_processor) 
     assert torch.equal(output.pixel_mask, reference["pixel_mask"])
 
 
-def test_dino_label_boxes_match_transformers_normalisation(dino_processor) -> None:
-    """transformers normalises label boxes by the padded batch size; boxes_to_normalized_cxcywh must agree."""
+def test_dino_label_boxes_match_transformers_normalisation_over_each_images_own_size(dino_processor) -> None:
+    """Grounding DINO's boxes are relative to the valid (unpadded) image: transformers' processor agrees for an image it
+    does not pad (its labels of a padded batch are over the canvas, the frame DETR's authors call wrong for padded
+    images, facebookresearch/detr#286). mlcore's labels must not depend on the batch canvas."""
     images = [noise_image(300, 500), noise_image(500, 300)]
     xywh = [[[10.0, 20.0, 100.0, 50.0], [0.0, 0.0, 500.0, 300.0]], [[50.0, 60.0, 30.0, 200.0]]]
     annotations = [{"image_id": index, "annotations": [{"bbox": box, "category_id": 0, "area": box[2] * box[3],
                                                         "iscrowd": 0} for box in boxes]}
                    for index, boxes in enumerate(xywh)]
-    reference = dino_processor(images=images, annotations=annotations, return_tensors="pt")
+    # One image per call: transformers does not pad, so its labels are over the image's own (resized) size.
+    reference = [dino_processor(images=[image], annotations=[annotation], return_tensors="pt")["labels"][0]
+                 for image, annotation in zip(images, annotations)]
     _, metas = for_model("grounding_dino")(images)
-    for meta, boxes, labels in zip(metas, xywh, reference["labels"]):
+    for meta, boxes, labels in zip(metas, xywh, reference):
         xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes])
         ours = meta.boxes_to_normalized_cxcywh(xyxy)
         assert np.abs(ours - labels["boxes"].numpy()).max() < TOLERANCE
         assert np.abs(meta.boxes_from_normalized_cxcywh(ours) - xyxy).max() < 1e-3
+        assert np.abs(meta.padded_to((2000, 2000)).boxes_to_normalized_cxcywh(xyxy) - ours).max() < 1e-9
 
 
 @settings(max_examples=500, deadline=None)
