@@ -106,6 +106,8 @@ def polygon_geometry(parts: list[list[float]], height: int, width: int) -> MaskG
 
 def _is_rectangle(part: list[float]) -> bool:
     """Four corners (a closing repeat of the first allowed) on two x values and two y values."""
+    if len(part) not in (8, 10):  # the common case, decided without building points
+        return False
     points = list(zip(part[0::2], part[1::2]))
     if len(points) == 5 and points[0] == points[4]:
         points = points[:4]
