@@ -36,11 +36,23 @@ class PromptChunk:
         return tuple(dict.fromkeys(self.phrase_classes))
 
     def label_index(self, class_id: int) -> int:
-        """The phrase index a ground-truth box of this class gets as `class_labels` (its first phrase)."""
+        """The `class_labels` value of a ground-truth box of this class: its row in `class_label_maps`."""
         try:
-            return self.phrase_classes.index(class_id)
+            return self.class_ids.index(class_id)
         except ValueError:
             raise KeyError(f"class {class_id} is not in this prompt ({self.text!r})") from None
+
+    def class_label_maps(self, length: int | None = None) -> torch.Tensor:
+        """(classes in this chunk, length) 0/1: which tokens a box of each class should light up.
+
+        Every token of every phrase of the class is positive. transformers' own `build_label_maps` makes one map per
+        phrase, so with synonyms (`car: [car, automobile]`) a car box would train "automobile" as a negative, while
+        inference scores a class by its best phrase.
+        """
+        maps = torch.zeros((len(self.class_ids), length or len(self.input_ids)), dtype=torch.long)
+        for (start, end), class_id in zip(self.phrase_spans, self.phrase_classes):
+            maps[self.class_ids.index(class_id), start:end] = 1
+        return maps
 
     def encode(self, batch_size: int = 1, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """input_ids, attention_mask and token_type_ids for a batch that shares this prompt."""

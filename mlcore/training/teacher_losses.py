@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mlcore.config.schemas.teachers import SamLossWeights
 from mlcore.data.coco_dataset import Sample
@@ -48,13 +50,51 @@ def sample_objects(sample: Sample, class_of_category: Mapping[int, int]) -> Obje
                    np.zeros(0, dtype=bool), annotation_index=keep)
 
 
+CLASS_LABEL_MAPS = "class_label_maps"  # the labels key `use_class_label_maps` reads
+
+
 def dino_labels(objects: Objects, meta: PreprocessMeta, chunk: PromptChunk) -> dict[str, torch.Tensor]:
     """Grounding DINO's `labels` entry for one image and prompt chunk: only the boxes of classes in that chunk,
-    class_labels as phrase indices, boxes as normalized cx, cy, w, h over the model input."""
+    class_labels as the class's row of the chunk's class label maps (all its phrases positive), boxes as normalized
+    cx, cy, w, h over the image's valid region."""
     in_chunk = torch.tensor([int(c) in chunk.class_ids for c in objects.class_ids], dtype=torch.bool)
     classes = objects.class_ids[in_chunk]
     return {"class_labels": torch.tensor([chunk.label_index(int(c)) for c in classes], dtype=torch.long),
-            "boxes": meta.boxes_to_normalized_cxcywh(objects.boxes[in_chunk]).float().clamp(0, 1)}
+            "boxes": meta.boxes_to_normalized_cxcywh(objects.boxes[in_chunk]).float().clamp(0, 1),
+            CLASS_LABEL_MAPS: chunk.class_label_maps()}
+
+
+def configure_dino_loss(model: nn.Module, auxiliary_loss: bool) -> dict[str, Any]:
+    """Set up the Grounding DINO loss for fine-tuning; returns what was set, for metrics.json.
+
+    auxiliary_loss: supervise every decoder layer, as IDEA's fine-tuning configs (Open-GroundingDino) do; the released
+    checkpoints' config.json says false, which trains only the last layer.
+    """
+    detector = model.get_base_model() if hasattr(model, "get_base_model") else model
+    detector.config.auxiliary_loss = auxiliary_loss
+    use_class_label_maps(detector)
+    return {"auxiliary_loss": auxiliary_loss, "decoder_layers": detector.config.decoder_layers,
+            "label_maps": "per class: every phrase (synonym) of the class positive"}
+
+
+def use_class_label_maps(detector: nn.Module) -> None:
+    """Make the detector's loss read each image's class label maps from its labels (see
+    `PromptChunk.class_label_maps`) instead of transformers' one-map-per-phrase `build_label_maps`; labels without
+    them keep transformers' behaviour. Idempotent."""
+    if getattr(detector, "_mlcore_class_label_maps", False):
+        return
+    reference = detector.loss_function
+
+    def loss(logits, labels, device, pred_boxes, config, label_maps, text_mask, **kwargs):
+        if labels and all(CLASS_LABEL_MAPS in target for target in labels):
+            width = logits.shape[-1]
+            label_maps = tuple(F.pad(target[CLASS_LABEL_MAPS].to(logits.device),
+                                     (0, width - target[CLASS_LABEL_MAPS].shape[-1])) for target in labels)
+            labels = [{key: value for key, value in target.items() if key != CLASS_LABEL_MAPS} for target in labels]
+        return reference(logits, labels, device, pred_boxes, config, label_maps, text_mask, **kwargs)
+
+    detector.loss_function = loss
+    detector._mlcore_class_label_maps = True
 
 
 def jitter_boxes(boxes: torch.Tensor, fraction: float, width: int, height: int) -> torch.Tensor:

@@ -59,7 +59,8 @@ from mlcore.training.teacher_eval import dino_detections, evaluate_grounding_din
 from mlcore.training.teacher_forgetting import (class_counts, control_prompt_names, control_prompt_report,
                                                 per_class_scores, untrained_class_report)
 from mlcore.training.teacher_inputs import check_sam_image_size, dino_preprocessor
-from mlcore.training.teacher_losses import dino_labels, jitter_boxes, mask_targets, sam_mask_loss, sample_objects
+from mlcore.training.teacher_losses import (configure_dino_loss, dino_labels, jitter_boxes, mask_targets,
+                                            sam_mask_loss, sample_objects)
 
 log = get_logger(__name__)
 
@@ -93,6 +94,7 @@ class TeacherRun:
     baseline_per_class: dict[int, float | None] = field(default_factory=dict)
     per_class: dict[str, Any] = field(default_factory=dict)  # metric, and per class name: before, after, change
     forgetting: dict[str, Any] = field(default_factory=dict)  # untrained classes (+ control prompts for DINO)
+    loss: dict[str, Any] = field(default_factory=dict)  # how the loss was set up (aux loss, label maps)
 
     def to_dict(self) -> dict[str, Any]:
         before = self.baseline.get(self.best_metric)
@@ -100,7 +102,7 @@ class TeacherRun:
         return {"preset": self.preset, "adapter": str(self.adapter_dir),
                 "best": {"metric": self.best_metric, "value": self.best, "epoch": self.best_epoch},
                 "before_fine_tuning": self.baseline, "gain": gain, "per_class": self.per_class,
-                "forgetting": self.forgetting,
+                "forgetting": self.forgetting, "loss": self.loss,
                 "epochs": self.epochs, "lora": self.lora, "timings": self.timings, "resumed_from": self.resumed_from,
                 "train_images": self.train_images, "val_images": self.val_images}
 
@@ -168,6 +170,7 @@ class TeacherTrainer:
         seed_everything(self.dynamics.seed, self.dynamics.deterministic)
         teacher = load_grounding_dino(config.model.preset, config.model.weights_dir, device=self.device)
         teacher.model = apply_lora_to_grounding_dino(teacher.model, config.lora)
+        loss_settings = configure_dino_loss(teacher.model, config.training.auxiliary_loss)
         report = self._check_lora(teacher, config.lora.max_trainable_fraction)
         class_prompts = config.class_prompts or None
         chunks = build_prompt_chunks(teacher.tokenizer, self.mode.class_names, class_prompts,
@@ -211,6 +214,7 @@ class TeacherTrainer:
         run = self._fit("grounding_dino", teacher, report, list(range(len(self.train))), config.training,
                         batch_loss, evaluate, len(self.val), {"class_prompts": config.class_prompts,
                                                               "inference": inference}, timings)
+        run.loss = loss_settings
         # The model now holds the saved (best) adapter: score it per class, then the prompts it never trained.
         started = time.perf_counter()
         self._per_class_and_untrained(run, evaluate, masks=False)

@@ -103,6 +103,9 @@ class GroundingDinoTraining(ConfigModel):
         default=0.1, gt=0.0, description="Gradient clipping norm (Grounding DINO's own recipe uses 0.1); null: off."
     )
     mixed_precision: MixedPrecision = Field(default="auto", description=MIXED_PRECISION_HELP)
+    auxiliary_loss: bool = Field(
+        default=True, description="Supervise every decoder layer, not only the last (IDEA's fine-tuning recipe, "
+        "Open-GroundingDino). The released checkpoints' config.json says false; this overrides it for training.")
     shortest_edge: int | None = Field(
         default=None, ge=128, description="Resize so the short side is this (pixels), in training and validation. "
         "null: the preset's (800 for grounding_dino_swint, 160 for tiny).")

@@ -37,8 +37,20 @@ def test_synonyms_become_phrases_of_their_class_and_delimiters_in_names_are_remo
     (chunk,) = build_prompt_chunks(tokenizer, ["car", "st. bernard"], {"car": ["car", "automobile", "sedan"]})
     assert chunk.text == "car . automobile . sedan . st bernard ."
     assert chunk.phrase_classes == (0, 0, 0, 1)
-    assert chunk.label_index(0) == 0 and chunk.label_index(1) == 3
+    assert chunk.label_index(0) == 0 and chunk.label_index(1) == 1  # rows of the class label maps
     assert chunk.input_ids.count(1012) == 4  # only the delimiters we put there
+
+
+def test_every_synonym_of_a_class_is_positive_in_its_label_map(tokenizer) -> None:
+    """transformers' build_label_maps gives one map per phrase: a car box would train 'automobile' as negative."""
+    (chunk,) = build_prompt_chunks(tokenizer, ["car", "bus"], {"car": ["car", "automobile", "sedan"]})
+    maps = chunk.class_label_maps(40)
+    assert maps.shape == (2, 40)
+    car_tokens = {i for start, end in chunk.phrase_spans[:3] for i in range(start, end)}
+    bus_tokens = set(range(*chunk.phrase_spans[3]))
+    assert set(maps[0].nonzero().flatten().tolist()) == car_tokens
+    assert set(maps[1].nonzero().flatten().tolist()) == bus_tokens
+    assert chunk.input_ids[0] == 101 and maps[:, 0].sum() == 0  # special tokens and dots are never positive
 
 
 def test_prompts_split_at_the_token_budget_and_never_split_a_class(tokenizer) -> None:

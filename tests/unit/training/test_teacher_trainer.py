@@ -98,6 +98,7 @@ def test_metrics_json_has_the_documented_fields(both_run) -> None:
         assert entry["lora"]["trainable"] > 0 and entry["lora"]["ratio"] < entry["lora"]["max_trainable_fraction"]
         assert {"train_seconds", "eval_seconds", "total_seconds"} <= set(entry["timings"])
         assert Path(entry["adapter"]).is_dir() and entry["preset"] == "tiny"
+    assert dino["loss"]["auxiliary_loss"] is True and "every phrase" in dino["loss"]["label_maps"]
     assert "map50" in dino["epochs"][0] and sam["timings"]["images_encoded"] > 0
     for entry, metric in ((dino, "map50_95"), (sam, "mean_iou")):  # the base model's scores, and the gain over them
         assert set(entry["before_fine_tuning"]) == set(entry["epochs"][0]) - {"epoch", "train_loss", "epoch_seconds"}
