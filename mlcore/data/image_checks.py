@@ -127,6 +127,7 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
     if typed and len(missing) == len(typed) and root.found_none:
         message, fix = root.not_found_message(raw.path)
         findings.error("images_not_found", "images", message, fix)  # one root cause: the folder, not each image
+        rejected.update({image_id: "images_not_found" for image_id, code in rejected.items() if code == missing.code})
     else:
         missing.emit(findings)
     lfs.emit(findings)
