@@ -64,7 +64,9 @@ class ExportLayout:
 
     def describe(self) -> str:
         """One line for the user: what was recognised and from which files."""
-        parts = ", ".join(f"{part.split or 'no split'}: {part.annotation_file.name}" for part in self.parts)
+        root = Path(os.path.commonpath([str(part.annotation_file.parent) for part in self.parts]))
+        parts = ", ".join(f"{part.split or 'no split'}: {part.annotation_file.relative_to(root.parent)}"
+                          for part in self.parts)
         return f"recognised a {LAYOUT_NAMES.get(self.kind, self.kind)} export ({parts})"
 
 
