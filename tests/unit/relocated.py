@@ -34,3 +34,10 @@ def relocate(annotation_file: Path, images_root: Path, root: Path) -> Relocated:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(images_root / image["file_name"], destination)
     return Relocated(target, pictures)
+
+
+def relocate_splits(data: Path, root: Path) -> tuple[Relocated, Relocated]:
+    """train.json and val.json of the prepared folder DATA (images in ROOT/demo/images), moved away from their images
+    into ROOT/moved/split and ROOT/moved/pics."""
+    original = root / "demo" / "images"
+    return tuple(relocate(data / f"{name}.json", original, root / "moved") for name in ("train", "val"))

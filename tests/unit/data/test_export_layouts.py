@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,6 +11,8 @@ from PIL import Image
 
 from mlcore.data.export_layouts import MERGED_FILE_NAME, ExportLayout, MergedExport, merge_export, recognise_export
 from mlcore.errors import DatasetError
+
+from .test_shared_datasets import tree_digest
 
 FRUITS = [{"id": 0, "name": "fruits", "supercategory": "none"}, {"id": 1, "name": "apple", "supercategory": "fruits"},
           {"id": 2, "name": "pear", "supercategory": "fruits"}]
@@ -55,13 +56,6 @@ def coco2017_export(root: Path) -> Path:
     (root / "annotations/person_keypoints_val2017.json").write_text(json.dumps(keypoints))
     return root
 
-
-def tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def boxes_by_file(images: list[dict], annotations: list[dict], categories: list[dict], root) -> dict:

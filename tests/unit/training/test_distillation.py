@@ -27,7 +27,7 @@ from mlcore.teachers.grounded_sam import GroundedSAM
 from mlcore.teachers.untrained import save_untrained_teachers
 from mlcore.training.distillation import DistillationTrainer
 from mlcore.training.student_setup import distillation_trainer
-from tests.unit.relocated import relocate
+from tests.unit.relocated import relocate_splits
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
 REPO = Path(__file__).resolve().parents[3]
@@ -262,9 +262,7 @@ def test_cli_bad_imgsz_is_one_clear_error(tmp_path: Path) -> None:
 def moved_splits(tmp_path: Path):
     """A detection-only train / val split, each file moved away from its images (into moved/split, moved/pics)."""
     data = prepared(tmp_path, "detection_only", num_images=4)
-    original = tmp_path / "demo" / "images"
-    train_file, val_file = (relocate(data / f"{name}.json", original, tmp_path / "moved") for name in ("train", "val"))
-    return data, train_file, val_file
+    return data, *relocate_splits(data, tmp_path)
 
 
 def test_splits_moved_away_from_their_images_need_images(tmp_path: Path) -> None:

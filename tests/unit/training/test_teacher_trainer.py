@@ -23,7 +23,7 @@ from mlcore.teachers import GroundedSAM
 from mlcore.training.run_setup import resolve_mode
 from mlcore.training.teacher_setup import teacher_configs, train_teachers
 from mlcore.training.teacher_trainer import TeacherTrainer
-from tests.unit.relocated import relocate
+from tests.unit.relocated import relocate_splits
 
 DEMO_MODE = {"detection_only": "boxes", "segmentation_only": "masks", "detection_and_segmentation": "both"}
 REPO = Path(__file__).resolve().parents[3]
@@ -261,9 +261,7 @@ def test_cli_without_mode_config_exits_2_with_the_fix(tmp_path: Path) -> None:
 def moved_splits(tmp_path: Path):
     """A detection-only train / val split, each file moved away from its images (into moved/split, moved/pics)."""
     data = prepared(tmp_path, "detection_only", num_images=5)
-    original = tmp_path / "demo" / "images"
-    train_file, val_file = (relocate(data / f"{name}.json", original, tmp_path / "moved") for name in ("train", "val"))
-    return data, train_file, val_file
+    return data, *relocate_splits(data, tmp_path)
 
 
 def test_splits_moved_away_from_their_images_need_images(tmp_path: Path) -> None:
