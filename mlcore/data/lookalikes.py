@@ -73,6 +73,14 @@ def keypoints_note(raw: RawCoco) -> str | None:
     return None
 
 
+def scores_note(raw: RawCoco) -> str | None:
+    """A sentence for ground truth whose annotations carry `score`: a file mixed up with predictions, or test data."""
+    if any("score" in keys for keys in _sample_keys(raw.annotations)):
+        return ("annotations carry a 'score', which ground truth does not have: is this a predictions file? Every "
+                "annotation is used as ground truth and the scores are ignored")
+    return None
+
+
 def _list_kind(items: list[msgspec.Raw]) -> tuple[str, str] | None:
     sample = _sample_keys(items)
     if not sample or len(sample) < min(len(items), SAMPLE):  # empty, or not a list of objects

@@ -20,7 +20,7 @@ from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, replace_fields
 from mlcore.data.findings import FindingGroup, Findings, Severity
 from mlcore.data.image_checks import ImageRecord, check_images
 from mlcore.data.images import ImageCheck, ImageRoot
-from mlcore.data.lookalikes import keypoints_note
+from mlcore.data.lookalikes import keypoints_note, scores_note
 from mlcore.data.masks import MaskGeometry, SegmentationProblem, clean_polygon_parts, polygon_geometry, rle_geometry
 from mlcore.data.masks import segmentation_kind
 from mlcore.data.record_decoding import RecordDecoder
@@ -80,9 +80,9 @@ def validate_coco(raw: RawCoco, images_root: Path | ImageRoot, image_check: Imag
             "the file has NaN or Infinity literals, which JSON does not allow; they were read as missing values",
             "fix the tool that exported it (Python: json.dump(..., allow_nan=False) shows where)",
         )
-    keypoints = keypoints_note(raw)
-    if keypoints:
-        findings.info("keypoints_ignored", "annotations", keypoints, "nothing to do")
+    for code, note in (("keypoints_ignored", keypoints_note(raw)), ("scores_in_ground_truth", scores_note(raw))):
+        if note:
+            findings.info(code, "annotations", note, "nothing to do, unless this is the wrong file")
     images = check_images(raw, root, image_check, findings, progress)
     categories, category_records, positions = _decode_categories(raw, findings)
     result = ValidatedCoco(images=images.usable, categories=categories, category_records=category_records,

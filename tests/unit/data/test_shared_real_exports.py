@@ -32,7 +32,8 @@ CASES = {
         {"schema"}),
     "panoptic/sample_data/images_info_examples.json": (
         ["--images", "{root}/panoptic/sample_data/input_images"], 2, None, 0, {"no_annotations"}, set()),
-    "mmdet_sample/coco_sample.json": ([], 2, None, 0, {"images_not_found"}, {"image_missing"}),
+    "mmdet_sample/coco_sample.json": ([], 2, None, 0, {"images_not_found", "scores_in_ground_truth"},
+                                      {"image_missing"}),
     "via_dogs/A12/A12-B/AM-EVA12 Final via_export_coco Final.json": (
         ["--images", "{root}/via_dogs/A12/A12-B/dog images"], 2, None, 0, {"no_categories", "schema"},
         {"image_missing", "no_annotations"}),
