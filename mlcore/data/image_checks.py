@@ -5,7 +5,6 @@ A problem many images share (a wrong folder, Git LFS pointers instead of images)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +13,9 @@ import msgspec
 from mlcore.data.coco_reader import RawCoco
 from mlcore.data.coco_schema import CocoImage, replace_fields
 from mlcore.data.findings import FindingGroup, Findings, Severity
-from mlcore.data.images import ImageCheck, ImageRoot, is_safe_relative, normalize_file_name, probe_images
+from mlcore.data.images import (URL, ImageCheck, ImageRoot, is_safe_relative, normalize_file_name, probe_images,
+                                searchable_name)
 from mlcore.data.record_decoding import RecordDecoder
-
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(slots=True)
@@ -46,6 +44,9 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
     rejected: dict[int, str] = {}
     windows = FindingGroup(Severity.INFO, "file_name_backslashes", "file names use Windows separators ('\\'); "
                            "read and written with '/'", "nothing to do: the cleaned copy has '/'", "images")
+    rebased = FindingGroup(Severity.WARNING, "file_name_rebased", f"absolute paths or URLs whose file is in "
+                           f"{root.root} by its last part; written as that name", "nothing to do: the cleaned copy has "
+                           "names relative to the images folder", "images")
     urls = FindingGroup(Severity.ERROR, "file_name_is_url", "file names are URLs; mlcore reads images from a folder",
                         "download the images into a folder and write each file_name relative to it (then pass "
                         "--images FOLDER)", "images")
@@ -58,6 +59,11 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
             continue
         seen_ids[image.id] = index
         name = normalize_file_name(image.file_name)
+        base = searchable_name(name)
+        if (URL.match(name) or not is_safe_relative(name)) and check != "none" and base \
+                and (root.root / base).is_file():  # the export left absolute paths or URLs; the files are here
+            rebased.add(f"{where}.file_name", f"'{image.file_name}' -> '{base}'")
+            record, image.file_name, name = replace_fields(record, file_name=base), base, base
         if URL.match(name):
             urls.add(f"{where}.file_name", f"'{image.file_name}' is a URL; mlcore reads images from a folder",
                      f"'{image.file_name}'")
@@ -81,6 +87,7 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
         typed.append((index, image, record))
     decoder.finish()
     windows.emit(findings)
+    rebased.emit(findings)
     urls.emit(findings)
 
     probes = [None] * len(typed) if check == "none" else probe_images(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
@@ -73,8 +75,8 @@ class ImageRoot:
 
 def find_image_root(annotation_file: Path, file_names: Sequence[str], images_dir: Path | None = None) -> ImageRoot:
     """The candidate folder holding most of a sample of FILE_NAMES (the first candidate on a tie)."""
-    names = [normalize_file_name(name) for name in _spread(file_names, SAMPLE_NAMES)]
-    names = [name for name in names if is_safe_relative(name)]
+    names = [searchable_name(name) for name in _spread(file_names, SAMPLE_NAMES)]
+    names = [name for name in names if name]
     candidates = candidate_image_roots(annotation_file, images_dir, names)
     best, best_hits = candidates[0], -1
     for root in candidates:
@@ -112,6 +114,22 @@ def folder_holding_most(start: Path, names: Sequence[str], max_depth: int = 3,
             if count > best_count:
                 best, best_count = Path(folder), count
     return best, best_count
+
+
+def searchable_name(file_name: str) -> str:
+    """The name to look for under an images folder: the file name itself when it is a safe relative path, else the
+    last part of an absolute path or URL (Label Studio writes `/data/upload/3/a.jpg` or
+    `http://host/data/local-files/?d=photos/a.jpg` when its export leaves the images out)."""
+    name = normalize_file_name(file_name)
+    if is_safe_relative(name) and not URL.match(name):
+        return name
+    if URL.match(name):
+        parts = urlsplit(name)
+        name = unquote(parse_qs(parts.query).get("d", [parts.path])[0])
+    return PurePosixPath(name).name
+
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def normalize_file_name(file_name: str) -> str:

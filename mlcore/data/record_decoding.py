@@ -15,8 +15,9 @@ import msgspec
 from mlcore.data.coco_schema import CocoAnnotation, CocoCategory, CocoImage, record_field_decoder, replace_fields
 from mlcore.data.findings import FindingGroup, Findings, Severity
 
-ID_FIELDS: dict[type, tuple[str, ...]] = {
-    CocoImage: ("id",), CocoCategory: ("id",), CocoAnnotation: ("id", "image_id", "category_id"),
+# Fields where 3.0 or "3" safely means 3 (ids, and the 0/1 of iscrowd).
+WHOLE_NUMBER_FIELDS: dict[type, tuple[str, ...]] = {
+    CocoImage: ("id",), CocoCategory: ("id",), CocoAnnotation: ("id", "image_id", "category_id", "iscrowd"),
 }
 _value_decoder = msgspec.json.Decoder()
 
@@ -32,8 +33,8 @@ class RecordDecoder:
         required = ", ".join(f"'{info.name}'" for info in self._fields if info.required)
         self._fix = (f"each entry of '{prefix}' needs {required} of the right types (see docs/ANNOTATION_FORMATS.md)")
         self._converted = FindingGroup(
-            Severity.WARNING, "id_converted", f"ids in '{prefix}' written as whole-number floats or numeric strings "
-            "were converted to integers", "nothing to do: the cleaned copy has integer ids (the exporter should write "
+            Severity.WARNING, "id_converted", f"ids (and iscrowd) in '{prefix}' written as whole-number floats or "
+            "numeric strings were converted to integers", "nothing to do: the cleaned copy has integer ids (the exporter should write "
             "integers)", prefix)
 
     def records(self, raws: list[msgspec.Raw]) -> Iterator[tuple[int, Any, msgspec.Raw | bytes]]:
@@ -66,18 +67,18 @@ class RecordDecoder:
                     problems += 1
                 continue
             value = _value_decoder.decode(fields[info.name])
-            if info.name in ID_FIELDS[self.kind]:
-                whole = whole_number(value)
-                if whole is None:
-                    self._problem(f"{where}.{info.name}", info.name, "is not a whole number",
-                                  f"'{info.name}' is {_short(value)}, not a whole number")
-                    problems += 1
-                elif type(value) is not int:
-                    converted[info.name] = whole
-                continue
             try:
                 msgspec.convert(value, info.type)
             except msgspec.ValidationError as exc:
+                if info.name in WHOLE_NUMBER_FIELDS[self.kind]:
+                    whole = whole_number(value)
+                    if whole is not None:
+                        converted[info.name] = whole
+                    else:
+                        self._problem(f"{where}.{info.name}", info.name, "is not a whole number",
+                                      f"'{info.name}' is {_short(value)}, not a whole number")
+                        problems += 1
+                    continue
                 message = str(exc).partition(" - at ")[0]
                 self._problem(f"{where}.{info.name}", info.name, f"has the wrong type ({message})",
                               f"'{info.name}': {message}, got {_short(value)}")

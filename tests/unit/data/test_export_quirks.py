@@ -358,3 +358,19 @@ def test_roboflow_export_folder_keeps_its_own_splits(tmp_path):
     assert {name.split("/")[0] for name in split_of_each(report)} == {"train", "valid", "test"}
     for name, split in split_of_each(report).items():
         assert name.startswith({"train": "train/", "val": "valid/", "test": "test/"}[split])
+
+
+def test_absolute_paths_and_urls_whose_files_are_in_the_folder_are_rebased(coco):
+    """Label Studio without its images writes /data/upload/3/x.jpg or a URL; the images sit in a folder by name."""
+    coco.category(1, "cat")
+    for image_id in (1, 2, 3):
+        coco.image(image_id)
+        coco.annotation(image_id, 1, bbox=[1, 1, 5, 5], iscrowd="0")
+    coco.data["images"][0]["file_name"] = "/data/upload/3/img_1.png"
+    coco.data["images"][1]["file_name"] = "http://localhost:8080/data/local-files/?d=photos/img_2.png"
+    coco.data["images"][2]["file_name"] = "C:\\Users\\me\\Pictures\\img_3.png"
+    report, codes = run(coco, images_dir=coco.root / "images")
+    assert report.usable and codes["file_name_rebased"][0].count == 3
+    cleaned = json.loads(Path(report.outputs["cleaned"]).read_text())
+    assert [image["file_name"] for image in cleaned["images"]] == ["img_1.png", "img_2.png", "img_3.png"]
+    assert {ann["iscrowd"] for ann in cleaned["annotations"]} == {0}  # "0" read as 0
