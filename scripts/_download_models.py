@@ -3,11 +3,14 @@
 Called by scripts/download_pretrained_models.sh, which owns the model list, the time limits and the check of folders
 that are already there. Two modes:
 
-    _download_models.py --check REPO                      # can the Hub be reached? exit 0 / 1 (3: no huggingface_hub)
-    _download_models.py --models-dir DIR NAME=REPO ...    # download, verify, write DIR/NAME/SHA256SUMS
+    _download_models.py --check REPO                          # can the Hub be reached? exit 0 / 1 (3: no hub)
+    _download_models.py --models-dir DIR NAME=REPO[@REV] ...  # download, verify, write DIR/NAME/SHA256SUMS
 
-Verification: large (LFS) files against the sha256 the Hub publishes for them; small files stored in git against
-their git blob id (a sha1 of the content). Only then is SHA256SUMS written, so its presence means "complete".
+REV is the Hub revision to fetch (the script pins a commit per repository; default main). Verification: large (LFS)
+files against the sha256 the Hub publishes for them; small files stored in git against their git blob id (a sha1 of
+the content). Only then are SOURCE.json (repository, resolved commit), .mlcore-weights.json (the weight files'
+sha256 by size and mtime, read by mlcore/teachers/weights.py in the same format) and SHA256SUMS written, so the
+presence of SHA256SUMS means "complete".
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ SKIPPED_PATTERNS = (
 )
 # With safetensors published, pickled copies are the same tensors twice (and unsafe to load).
 PICKLE_WEIGHTS = ("pytorch_model*.bin", "*.pt", "*.pth")
+# The weight files mlcore identifies a base by (mlcore/teachers/weights.py: weight_files).
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+HASHES_FILE = ".mlcore-weights.json"
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,11 @@ def check(repo: str) -> int:
     return 0
 
 
-def download(name: str, repo: str, models_dir: Path) -> bool:
+def download(name: str, repo: str, models_dir: Path, revision: str | None = None) -> bool:
     from huggingface_hub import HfApi, snapshot_download
 
     target = models_dir / name
-    info = HfApi().model_info(repo, files_metadata=True, timeout=30)
+    info = HfApi().model_info(repo, revision=revision, files_metadata=True, timeout=30)
     files = select_files(hub_files(info))
     print(f"{name}: {repo} @ {info.sha[:12]}, {len(files)} files, {sum(f.size or 0 for f in files) / 2**20:.0f} MiB")
 
@@ -152,20 +158,25 @@ def download(name: str, repo: str, models_dir: Path) -> bool:
     # Pinning the revision to the sha we just read keeps files and published hashes from the same commit.
     snapshot_download(repo, revision=info.sha, local_dir=target, allow_patterns=[f.path for f in files])
 
-    sums, bad = [], []
+    sums, bad, weights = [], [], {}
     for hub_file in files:
         local = target / hub_file.path
         digest = digest_file(local) if local.is_file() else None
         if digest is None or not matches(digest, hub_file):
             bad.append(hub_file.path)
-        else:
-            sums.append(f"{digest.sha256}  {hub_file.path}\n")
+            continue
+        sums.append(f"{digest.sha256}  {hub_file.path}\n")
+        if "/" not in hub_file.path and any(fnmatch.fnmatch(hub_file.path, p) for p in WEIGHT_PATTERNS):
+            stat = local.stat()
+            weights[hub_file.path] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.sha256}
     if bad:
         listed = ", ".join(bad)
         print(f"error: {name}: not as published on the Hub (run again to fetch them anew): {listed}", file=sys.stderr)
         return False
 
-    write_atomic(target / "SOURCE.json", json.dumps({"repo": repo, "revision": info.sha}, indent=2) + "\n")
+    source = {"repo": repo, "revision": info.sha, "requested_revision": revision or "main"}
+    write_atomic(target / "SOURCE.json", json.dumps(source, indent=2) + "\n")
+    write_atomic(target / HASHES_FILE, json.dumps({"files": weights}, indent=2) + "\n")
     write_atomic(target / "SHA256SUMS", "".join(sorted(sums, key=lambda line: line.split("  ", 1)[1])))
     print(f"{name}: verified {len(sums)} files, wrote {target / 'SHA256SUMS'}")
     return True
@@ -174,21 +185,24 @@ def download(name: str, repo: str, models_dir: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", metavar="REPO", help="only test that the Hub answers for REPO")
-    parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MLCORE_MODELS_DIR", "models")))
-    parser.add_argument("models", nargs="*", metavar="NAME=REPO")
+    default_dir = os.environ.get("MLCORE_MODELS_DIR") or Path(__file__).resolve().parents[1] / "models"
+    parser.add_argument("--models-dir", type=Path, default=Path(default_dir))
+    parser.add_argument("models", nargs="*", metavar="NAME=REPO[@REV]")
     args = parser.parse_args(argv)
 
     if args.check:
         return check(args.check)
     failed = []
     for pair in args.models:
-        name, sep, repo = pair.partition("=")
+        name, sep, spec = pair.partition("=")
+        repo, _, revision = spec.partition("@")
         if not sep or not name or not repo:
-            parser.error(f"expected NAME=REPO, got {pair!r}")
+            parser.error(f"expected NAME=REPO[@REV], got {pair!r}")
         try:
-            ok = download(name, repo, args.models_dir)
+            ok = download(name, repo, args.models_dir, revision or None)
         except Exception as exc:  # report per model and carry on with the others
-            print(f"error: {name}: download from {repo} failed: {one_line(exc)}", file=sys.stderr)
+            print(f"error: {name}: download from {repo}@{revision or 'main'} failed: {one_line(exc)}",
+                  file=sys.stderr)
             ok = False
         if not ok:
             failed.append(name)

@@ -125,10 +125,14 @@ def images_fingerprint_beside(path: str | Path) -> str | None:
     return json.loads(config.read_text()).get("images_fingerprint")
 
 
-def stage_cache_key(*files: str) -> Callable[[Any, dict[str, Any]], str]:
-    """A Prefect cache_key_fn for a stage whose parameters `files` name input files (hashed by content)."""
+def stage_cache_key(*files: str, extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                    ) -> Callable[[Any, dict[str, Any]], str]:
+    """A Prefect cache_key_fn for a stage whose parameters `files` name input files (hashed by content); `extra`
+    adds inputs found from the parameters that are not parameters themselves (e.g. the teachers' base weights)."""
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
+        if extra is not None:
+            parameters = {**parameters, **extra(parameters)}
         return stage_key(context.task.name, parameters, files)
 
     key.__name__ = f"stage_cache_key{files}"

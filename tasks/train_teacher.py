@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
-from mlcore.training.teacher_setup import train_teachers
+from mlcore.training.teacher_setup import teacher_base_identities, train_teachers
 from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
                           stage_cache_key)
@@ -36,12 +37,21 @@ def _markdown(result: TeacherTrainingResult) -> str:
     return "\n".join(lines)
 
 
-# Cached on the split files' content, the settings and the code version. A transient failure is retried and
-# continues from the run's own checkpoints (the stage folder's marker says they were written with the same settings).
-# Bad input (MlcoreError) is the user's to fix and ends as a Failed state without retrying.
+def base_weights(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The teachers' base weights (revision and sha256) the parameters resolve to: new weights in the models folder
+    train again instead of returning the old teachers."""
+    return {"base_weights": teacher_base_identities(parameters.get("config_files") or [],
+                                                    preset=parameters.get("preset"))}
+
+
+teacher_stage_key = stage_cache_key("data", "val", "config_files", extra=base_weights)
+
+
+# Cached on the split files' content, the settings, the base weights and the code version. A transient failure is
+# retried and continues from the run's own checkpoints (the stage folder's marker says they were written with the
+# same settings). Bad input (MlcoreError) is the user's to fix and ends as a Failed state without retrying.
 @task(name="train-teacher", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient,
-      cache_key_fn=stage_cache_key("data", "val", "config_files"), persist_result=True,
-      timeout_seconds=TIMEOUT_SECONDS)
+      cache_key_fn=teacher_stage_key, persist_result=True, timeout_seconds=TIMEOUT_SECONDS)
 def train_teacher_task(
     data: str,
     val: str,

@@ -1,10 +1,12 @@
 """The teachers: Grounding DINO (boxes from class names) and SAM (masks from boxes), adapted with LoRA.
 
 - `load_grounding_dino(preset, weights_dir)` / `load_sam(...)` -> `Teacher` (presets in `presets.py`: `tiny` with
-  seeded random weights, or full-size from `$MLCORE_MODELS_DIR/<folder>/`, never from the network).
+  seeded random weights, or full-size from `<models dir>/<folder>/`, never from the network; `Teacher.base_weights`
+  says which weights: repository, revision, sha256).
 - `apply_lora_to_grounding_dino` / `apply_lora_to_sam` -> PeftModel; `verify_lora_freezing` -> `LoraReport` (or
   ModelError over 2 %); `merge_lora_weights` for inference.
-- `save_adapter` / `load_adapter`: adapters alone, with metadata and a checksum.
+- `save_adapter` / `load_adapter`: adapters alone, with metadata, a checksum and their base's identity (another base
+  is refused).
 - `GroundedSAM.from_pretrained(teachers_dir, mode_config).predict(images)` -> `TeacherPrediction` per image.
 """
 

@@ -5,7 +5,9 @@
     <adapter_dir>/mlcore_adapter.json         family, preset, base weights, class mapping, prompts, sha256 of weights
 
 `PeftModel.from_pretrained(base, adapter_dir)` loads it like any PEFT adapter; `load_adapter(adapter_dir)` also
-rebuilds the base model from the metadata and refuses weights whose checksum changed.
+rebuilds the base model from the metadata, refuses adapter weights whose checksum changed, and refuses a base other
+than the one the adapter was trained on (`base_weights`: repository, revision, weights sha256). Grounding DINO's
+Swin-T and Swin-B models have the same decoder, so an adapter would otherwise load onto the wrong one without a word.
 """
 
 from __future__ import annotations
@@ -23,15 +25,19 @@ from safetensors import safe_open
 
 from mlcore.errors import ModelError
 from mlcore.io import sha256_file, write_json_atomic
+from mlcore.logs import get_logger
 from mlcore.teachers.grounding_dino import load_grounding_dino
 from mlcore.teachers.lora import LoraReport, merge_lora_weights
+from mlcore.teachers.presets import get_preset
 from mlcore.teachers.sam import load_sam
 from mlcore.teachers.types import Teacher
-from mlcore.teachers.weights import models_dir
+from mlcore.teachers.weights import DOWNLOAD_SCRIPT, MODELS_DIR_ENV, BaseWeights, revision_variable
+
+log = get_logger(__name__)
 
 METADATA_NAME = "mlcore_adapter.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: base_weights (repository, revision, weights sha256) recorded and checked on load
 
 
 class AdapterMetadata(BaseModel):
@@ -44,6 +50,9 @@ class AdapterMetadata(BaseModel):
     hub_repository: str | None = Field(default=None, description="Where the base weights come from.")
     random_init: bool = Field(description="Base built with seeded random weights (tiny, benchmarks).")
     base_weights_path: str | None = Field(default=None, description="Base weights folder when it was saved.")
+    base_weights: BaseWeights | None = Field(
+        default=None, description="Which base weights: repository, revision, weights sha256 (or the random-init "
+        "seed). load_adapter refuses another base. None: saved by format 1, not checked.")
     class_mapping: dict[str, str] = Field(description="Class index -> class name the adapter was trained on.")
     class_prompts: dict[str, list[str]] = Field(default_factory=dict, description="Synonym phrases per class.")
     inference: dict[str, float] = Field(default_factory=dict, description="Grounding DINO thresholds.")
@@ -75,6 +84,7 @@ def save_adapter(teacher: Teacher, adapter_dir: str | os.PathLike[str], *,
         base_model="random_init" if teacher.random_init else str(teacher.preset.folder),
         hub_repository=None if teacher.random_init else teacher.preset.hub_repository,
         random_init=teacher.random_init, base_weights_path=None if teacher.random_init else teacher.weights,
+        base_weights=teacher.base_weights,
         class_mapping=_as_mapping(class_mapping),
         class_prompts={name: list(phrases) for name, phrases in (class_prompts or {}).items()},
         inference=dict(inference or {}),
@@ -120,15 +130,19 @@ def load_adapter(adapter_dir: str | os.PathLike[str], *, weights_dir: str | os.P
     """Rebuild the base model the metadata names, attach the adapter (checksum verified first); merge=True folds
     it into the base for inference, is_trainable=True to continue training it.
 
-    Base weights: weights_dir, else $MLCORE_MODELS_DIR, else the folder recorded when the adapter was saved.
+    Base weights: weights_dir, else $MLCORE_MODELS_DIR, else the folder recorded when the adapter was saved (when
+    it still exists), else models/ at the project root. A base whose weights differ from the recorded ones (another
+    sha256, or another random-init seed or preset) is a ModelError naming both.
     """
     folder = Path(adapter_dir)
     metadata = read_adapter_metadata(folder)
     verify_adapter_checksum(folder, metadata)
-    if weights_dir is None and models_dir() is None and metadata.base_weights_path:
-        weights_dir = metadata.base_weights_path
+    recorded_folder = Path(metadata.base_weights_path) if metadata.base_weights_path else None
+    if weights_dir is None and not os.environ.get(MODELS_DIR_ENV) and recorded_folder and recorded_folder.is_dir():
+        weights_dir = recorded_folder
     load_base = load_grounding_dino if metadata.family == "grounding_dino" else load_sam
     teacher = load_base(metadata.preset, weights_dir, random_init=metadata.random_init)
+    check_same_base(metadata, teacher, folder)
     try:
         model = PeftModel.from_pretrained(teacher.model, folder, is_trainable=is_trainable)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -141,6 +155,35 @@ def load_adapter(adapter_dir: str | os.PathLike[str], *, weights_dir: str | os.P
     if device is not None:
         teacher.model.to(device)
     return teacher
+
+
+def check_same_base(metadata: AdapterMetadata, teacher: Teacher, adapter_dir: Path) -> None:
+    """The base just loaded must hold the weights the adapter was trained on (compared by sha256, or by preset and
+    seed for random weights). Another revision with the same weights is fine (a config-only commit)."""
+    recorded, actual = metadata.base_weights, teacher.base_weights
+    if recorded is None:
+        log.warning("%s was saved without its base weights' identity (format %d): cannot check that %s is its base",
+                    adapter_dir, metadata.format_version, actual.describe())
+        return
+    if recorded.identity == actual.identity:
+        if recorded.revision and actual.revision and recorded.revision != actual.revision:
+            log.info("%s: base weights identical, revision %s instead of %s", adapter_dir, actual.revision,
+                     recorded.revision)
+        return
+    raise ModelError(f"this adapter was trained on {recorded.describe()}, but the base loaded now is "
+                     f"{actual.describe()}", where=str(adapter_dir), fix=_base_fix(metadata.family, recorded))
+
+
+def _base_fix(family: str, recorded: BaseWeights) -> str:
+    if recorded.random_init:
+        return (f"load it on preset {recorded.preset!r} with random_init (seed {recorded.random_seed}), or retrain "
+                "the adapter on the base you have")
+    preset = get_preset(family, recorded.preset)
+    revision = recorded.revision or "<the revision it was trained on>"
+    return (f"point model.weights_dir (or {MODELS_DIR_ENV}) at the folder holding "
+            f"{recorded.repo or preset.hub_repository}@{revision} (download it with "
+            f"`{revision_variable(preset)}={revision} {DOWNLOAD_SCRIPT} {preset.folder}`), or retrain the adapter on "
+            "the base you have")
 
 
 def _check_all_weights_loaded(model: PeftModel, weights: Path) -> None:

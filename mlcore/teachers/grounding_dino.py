@@ -1,8 +1,9 @@
 """Grounding DINO: build or load it (with its tokenizer), and turn its outputs into boxes in the original image.
 
 Loading: `tiny` and `random_init=True` build the architecture with seeded random weights (tokenizer: the offline
-character vocabulary of `presets.tiny_tokenizer`); full-size presets load `<models dir>/grounding_dino_swint/`
-(weights and tokenizer) with `local_files_only=True`.
+character vocabulary of `presets.tiny_tokenizer`); full-size presets load `<models dir>/grounding_dino_swint/` (or
+`grounding_dino_swinb/`: weights, tokenizer, preprocessor_config.json) with `local_files_only=True`, and record which
+weights they are (`Teacher.base`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from mlcore.preprocess import PreprocessMeta
 from mlcore.teachers.presets import DINO_SPECIAL_TOKEN_IDS, TeacherPreset, get_preset, tiny_tokenizer
 from mlcore.teachers.prompts import PromptChunk, class_scores
 from mlcore.teachers.types import Teacher
-from mlcore.teachers.weights import load_pretrained, resolve_weights_folder, seeded
+from mlcore.teachers.weights import (checkpoint_preprocessing, load_pretrained, random_base, read_base_weights,
+                                     resolve_weights_folder, seeded)
 
 
 def patch_grounding_dino_for_peft() -> None:
@@ -46,15 +48,17 @@ def load_grounding_dino(preset: str | TeacherPreset = "grounding_dino_swint",
                         device: str | torch.device | None = None) -> Teacher:
     """The base model and tokenizer, in eval mode.
 
-    weights_dir: the models dir (or the model folder itself); default $MLCORE_MODELS_DIR. Ignored for `tiny`
-    and with random_init=True (seeded random weights: the same model every time; for tests and benchmarks).
+    weights_dir: the models dir (or the model folder itself); default $MLCORE_MODELS_DIR, else models/ at the
+    project root. Ignored for `tiny` and with random_init=True (seeded random weights: the same model every time;
+    for tests and benchmarks).
     """
     patch_grounding_dino_for_peft()
     preset = get_preset("grounding_dino", preset)
     if random_init or not preset.needs_weights:
         with seeded():
             model = GroundingDinoForObjectDetection(preset.build_config())
-        tokenizer, weights = tiny_tokenizer(), "random_init"
+        teacher = Teacher(family="grounding_dino", preset=preset, model=model, tokenizer=tiny_tokenizer(),
+                          base=random_base(preset))
     else:
         folder = resolve_weights_folder(preset, weights_dir)
         model = load_pretrained(folder, preset, lambda path: GroundingDinoForObjectDetection.from_pretrained(
@@ -62,11 +66,13 @@ def load_grounding_dino(preset: str | TeacherPreset = "grounding_dino_swint",
         tokenizer = load_pretrained(folder, preset, lambda path: AutoTokenizer.from_pretrained(
             path, local_files_only=True))
         check_tokenizer(tokenizer, folder)
-        weights = str(folder)
+        teacher = Teacher(family="grounding_dino", preset=preset, model=model, tokenizer=tokenizer,
+                          weights=str(folder), base=read_base_weights(folder, preset),
+                          checkpoint_preprocessing=checkpoint_preprocessing(folder, preset))
     model.eval()
     if device is not None:
         model.to(device)
-    return Teacher(family="grounding_dino", preset=preset, model=model, tokenizer=tokenizer, weights=weights)
+    return teacher
 
 
 def check_tokenizer(tokenizer, folder: Path) -> None:

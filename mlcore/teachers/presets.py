@@ -4,8 +4,9 @@ As in segment-anything's `sam_model_registry`, each family's registry is a plain
 `model.preset` value of the teacher configs) to a `TeacherPreset`:
 
 - `tiny`: small real architectures with seeded random weights, offline, for tests, the demo and CPU smoke runs;
-- `grounding_dino_swint`, `sam_vit_b`, `sam_vit_l`, `sam_vit_h`: the full-size architectures, whose pretrained
-  weights live in `<models dir>/<folder>/` as `scripts/download_pretrained_models.sh` writes them.
+- `grounding_dino_swint`, `grounding_dino_swinb`, `sam_vit_b`, `sam_vit_l`, `sam_vit_h`: the full-size
+  architectures, whose pretrained weights live in `<models dir>/<folder>/` as `scripts/download_pretrained_models.sh`
+  writes them (pinned Hub revisions; the loaded folder's own `preprocessor_config.json` overrides `preprocessing`).
 
 `preset.preprocessing` is the matching section of the preprocessing config, so a caller builds the right input
 pipeline with `preset.preprocessor()` (or `for_model(family, {family: preset.preprocessing})`).
@@ -127,6 +128,15 @@ def _tiny_sam_config() -> SamConfig:
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
+def _swin_b_grounding_dino_config() -> GroundingDinoConfig:
+    # IDEA-Research/grounding-dino-base: the Swin-B (384 px, ImageNet-22k) backbone, everything else as Swin-T's
+    # model. Numbers from transformers' convert_grounding_dino_to_hf.py ("base": window 12, embed 128, depths
+    # 2-2-18-2, heads 4-8-16-32, image 384) and mmdetection's grounding_dino_swin-b configs.
+    backbone = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12,
+                          image_size=384, out_indices=[2, 3, 4])
+    return GroundingDinoConfig(backbone_config=backbone)
+
+
 def _sam_config(hidden_size: int, layers: int, heads: int, global_attn: tuple[int, ...]) -> SamConfig:
     """segment-anything's ViT variants differ in four numbers; prompt encoder and decoder are shared."""
     vision = SamVisionConfig(hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
@@ -143,6 +153,10 @@ GROUNDING_DINO_PRESETS: dict[str, TeacherPreset] = {
         name="grounding_dino_swint", family="grounding_dino", build_config=GroundingDinoConfig,
         folder="grounding_dino_swint", hub_repository="IDEA-Research/grounding-dino-tiny", preprocessing={},
         description="Swin-T + BERT-base, 172 M params, 800-1333 px inputs"),
+    "grounding_dino_swinb": TeacherPreset(
+        name="grounding_dino_swinb", family="grounding_dino", build_config=_swin_b_grounding_dino_config,
+        folder="grounding_dino_swinb", hub_repository="IDEA-Research/grounding-dino-base", preprocessing={},
+        description="Swin-B + BERT-base, 232 M params, 800-1333 px inputs"),
 }
 
 SAM_PRESETS: dict[str, TeacherPreset] = {

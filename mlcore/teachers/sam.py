@@ -12,10 +12,14 @@ import torch
 from torch import nn
 from transformers import SamModel
 
+from mlcore.logs import get_logger
 from mlcore.preprocess import PreprocessMeta
 from mlcore.teachers.presets import TeacherPreset, get_preset
 from mlcore.teachers.types import Teacher
-from mlcore.teachers.weights import load_pretrained, resolve_weights_folder, seeded
+from mlcore.teachers.weights import (checkpoint_preprocessing, load_pretrained, random_base, read_base_weights,
+                                     resolve_weights_folder, seeded)
+
+log = get_logger(__name__)
 
 # Boxes per mask-decoder call: bounds memory when an image has hundreds of boxes.
 BOX_BATCH = 64
@@ -25,22 +29,30 @@ def load_sam(preset: str | TeacherPreset = "sam_vit_b", weights_dir: str | os.Pa
              random_init: bool = False, device: str | torch.device | None = None) -> Teacher:
     """The base SAM model in eval mode.
 
-    weights_dir: the models dir (or the model folder itself); default $MLCORE_MODELS_DIR. Ignored for `tiny`
-    and with random_init=True (seeded random weights: the same model every time; for tests and benchmarks).
+    weights_dir: the models dir (or the model folder itself); default $MLCORE_MODELS_DIR, else models/ at the
+    project root. Ignored for `tiny` and with random_init=True (seeded random weights: the same model every time;
+    for tests and benchmarks).
     """
     preset = get_preset("sam", preset)
     if random_init or not preset.needs_weights:
         with seeded():
             model = SamModel(preset.build_config())
-        weights = "random_init"
+        teacher = Teacher(family="sam", preset=preset, model=model, base=random_base(preset))
     else:
         folder = resolve_weights_folder(preset, weights_dir)
         model = load_pretrained(folder, preset, lambda path: SamModel.from_pretrained(path, local_files_only=True))
-        weights = str(folder)
+        teacher = Teacher(family="sam", preset=preset, model=model, weights=str(folder),
+                          base=read_base_weights(folder, preset),
+                          checkpoint_preprocessing=checkpoint_preprocessing(folder, preset))
+        size = int(model.config.vision_config.image_size)
+        asked = teacher.checkpoint_preprocessing.get("longest_edge")
+        if asked is not None and asked != size:
+            log.warning("%s asks for %d px inputs, the model's position embeddings take %d: using %d", folder, asked,
+                        size, size)
     model.eval()
     if device is not None:
         model.to(device)
-    return Teacher(family="sam", preset=preset, model=model, weights=weights)
+    return teacher
 
 
 @torch.no_grad()

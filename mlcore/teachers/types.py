@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from mlcore.preprocess import SingleModelPreprocessor, for_model
 from mlcore.teachers.presets import Family, TeacherPreset
+from mlcore.teachers.weights import BaseWeights, random_base, read_base_weights
 
 if TYPE_CHECKING:
     from mlcore.teachers.adapters import AdapterMetadata
@@ -20,7 +22,9 @@ class Teacher:
     """A teacher model with its preset, tokenizer (Grounding DINO) and, once adapted, its adapter metadata.
 
     `model` is the transformers model, a PeftModel after `apply_lora_*` / `load_adapter`, or the merged base after
-    `merge_lora_weights`. `weights` says where the base weights came from: a folder, or "random_init".
+    `merge_lora_weights`. `weights` says where the base weights came from: a folder, or "random_init"; `base` which
+    weights they are (repository, revision, sha256). `checkpoint_preprocessing`: what the folder's
+    preprocessor_config.json changes against the preset's inputs (used by `preprocessing()`).
     """
 
     family: Family
@@ -29,10 +33,20 @@ class Teacher:
     tokenizer: Any | None = None
     weights: str = "random_init"
     adapter: AdapterMetadata | None = None
+    base: BaseWeights | None = None
+    checkpoint_preprocessing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def random_init(self) -> bool:
         return self.weights == "random_init"
+
+    @property
+    def base_weights(self) -> BaseWeights:
+        """Which base weights this is (the loaders set it; a Teacher built by hand is identified on first use)."""
+        if self.base is None:
+            self.base = (random_base(self.preset) if self.random_init
+                         else read_base_weights(Path(self.weights), self.preset))
+        return self.base
 
     @property
     def device(self) -> torch.device:
@@ -43,12 +57,14 @@ class Teacher:
         return next(self.model.parameters()).dtype
 
     def preprocessing(self) -> dict[str, Any]:
-        """The preprocessing section this model needs. SAM's input size comes from the model's own config, so a
-        folder holding another size than its preset says still gets matching inputs."""
+        """The preprocessing section this model needs: the preset's, then its checkpoint's preprocessor_config.json.
+        SAM's input size comes from the model's own config, so a folder holding another size than its preset says
+        still gets matching inputs."""
+        section = {**self.preset.preprocessing, **self.checkpoint_preprocessing}
         if self.family == "sam":
             size = int(_base_config(self.model).vision_config.image_size)
-            return {**self.preset.preprocessing, "longest_edge": size, "pad_to": [size, size]}
-        return dict(self.preset.preprocessing)
+            return {**section, "longest_edge": size, "pad_to": [size, size]}
+        return section
 
     def preprocessor(self) -> SingleModelPreprocessor:
         return for_model(self.family, {self.family: self.preprocessing()})

@@ -4,13 +4,15 @@
     cache.fill(image_paths)                     # encodes only the images not cached yet
     embedding = cache.get(image_path)           # (1, C, h, w) in the model's dtype, on its device
 
-A file is keyed by the image file's sha256, the preset, the input size and whether the base weights are random, so
-a changed image, another SAM or another input size never reuses a stale embedding. Stored fp16 (half the disk,
+A file is keyed by the image file's sha256, the preset, the input size and normalisation, and the base weights
+(revision and sha256, or the random-init seed), so a changed image, another SAM checkpoint or other inputs never
+reuse a stale embedding. Stored fp16 (half the disk,
 plenty for a decoder's input), written atomically: a run killed while caching leaves no torn file behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,8 +46,9 @@ class SamEmbeddingCache:
     def key(self, image_path: str | os.PathLike[str]) -> str:
         path = Path(image_path)
         if path not in self._keys:
-            weights = "random" if self.teacher.random_init else "pretrained"
-            self._keys[path] = f"{self.teacher.preset.name}-{self.input_size}-{weights}-{sha256_file(path)}"
+            setting = f"{self.preprocessor.config.model_dump_json()}|{self.teacher.base_weights.cache_key}"
+            digest = hashlib.sha256(setting.encode()).hexdigest()[:16]
+            self._keys[path] = f"{self.teacher.preset.name}-{self.input_size}-{digest}-{sha256_file(path)}"
         return self._keys[path]
 
     def path(self, image_path: str | os.PathLike[str]) -> Path:

@@ -6,8 +6,9 @@
 
 One `.npz` file per image (no pickle), written atomically, so a killed labelling run resumes where it stopped and a
 reader never sees a torn file. The file name is a sha256 over everything that changes the labels: the image's
-content, each teacher's preset, base weights and adapter checksum, classes and prompts, thresholds, preprocessing,
-dtype, the feature source and this format's version; for segmentation-only labelling also the prompting boxes.
+content, each teacher's preset, base weights (revision, sha256) and adapter checksum, classes and prompts,
+thresholds, preprocessing, dtype, the feature source and this format's version; for segmentation-only labelling also
+the prompting boxes.
 A changed adapter or threshold therefore never reuses stale labels, and stale files are simply never read.
 
 Masks are stored as COCO RLE (exact, small); features as float16.
@@ -299,9 +300,10 @@ def _readable(path: Path) -> bool:
 # -- keys -------------------------------------------------------------------------------------------------------
 
 def _teacher_identity(teacher: Teacher) -> dict[str, Any]:
-    """What makes one teacher's outputs: preset, base weights and the adapter's checksum (None: no adapter saved,
-    e.g. a bare base model or LoRA applied in memory: such a teacher is keyed by its preset and weights alone)."""
-    return {"preset": teacher.preset.name, "weights": teacher.weights,
+    """What makes one teacher's outputs: preset, base weights (revision and sha256, not the folder they sit in) and
+    the adapter's checksum (None: no adapter saved, e.g. a bare base model or LoRA applied in memory: such a teacher
+    is keyed by its preset and weights alone)."""
+    return {"preset": teacher.preset.name, "weights": teacher.base_weights.cache_key,
             "adapter_sha256": teacher.adapter.adapter_sha256 if teacher.adapter is not None else None,
             "dtype": str(teacher.dtype)}
 

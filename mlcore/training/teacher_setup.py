@@ -14,8 +14,9 @@ from pathlib import Path
 from mlcore.config import load_config
 from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig, TeacherSamLoraConfig
 from mlcore.config.schemas.training import CheckpointConfig, TrainingDynamicsConfig
-from mlcore.errors import ConfigError
-from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, SAM_PRESETS
+from mlcore.errors import ConfigError, MlcoreError
+from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, SAM_PRESETS, get_preset
+from mlcore.teachers.weights import random_base, read_base_weights, resolve_weights_folder
 from mlcore.training.run_setup import resolve_device, resolve_mode
 from mlcore.training.teacher_trainer import StepCallback, TeacherTrainer, TeacherTrainingResult
 
@@ -55,6 +56,26 @@ def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | No
         if batch_size is not None:
             config.training.batch_size = batch_size
     return dino, sam
+
+
+def teacher_base_identities(config_files: Sequence[str | Path] = (), *, preset: str | None = None
+                            ) -> dict[str, str]:
+    """Per teacher family, the base weights the configs resolve to (`BaseWeights.cache_key`: revision and sha256,
+    or the random-init seed), without loading a model: what a cached teacher-training result depends on besides its
+    files and settings. Weights that cannot be found or read are "unavailable" (training then says why)."""
+    identities = {}
+    for config in teacher_configs(config_files, preset=preset):
+        family = "grounding_dino" if isinstance(config, TeacherGroundingDinoLoraConfig) else "sam"
+        chosen = get_preset(family, config.model.preset)
+        if not chosen.needs_weights:
+            identities[family] = random_base(chosen).cache_key
+            continue
+        try:
+            folder = resolve_weights_folder(chosen, config.model.weights_dir)
+            identities[family] = read_base_weights(folder, chosen).cache_key
+        except MlcoreError:  # not there (yet): training says why; the key must not depend on where it looked
+            identities[family] = "unavailable"
+    return identities
 
 
 def train_teachers(data: str | Path, val: str | Path, output_dir: str | Path, *, auto_detect: bool = False,

@@ -359,10 +359,11 @@ class TeacherTrainer:
         samples = [self.train[i] for i in range(len(self.train))] + [self.val[i] for i in range(len(self.val))]
         canvas = dataset_canvas(preprocessor, [(sample.height, sample.width) for sample in samples])
         cache = DinoFeatureCache(self.output_dir / "cache" / "grounding_dino_features", teacher, preprocessor, canvas,
-                                 dtype=getattr(torch, config.frozen_features_dtype), progress=self.progress)
+                                 dtype=getattr(torch, config.frozen_features_dtype), progress=self.progress,
+                                 max_gb=config.cache.max_gb)
         cache.fill([sample.image_path for sample in samples], chunks)
         return cache, {"frozen_feature_cache_seconds": time.perf_counter() - started,
-                       "frozen_stage_runs": float(cache.stage_calls)}
+                       "frozen_stage_runs": float(cache.stage_calls), "cache_over_budget": float(cache.over_budget)}
 
     def _check_lora(self, teacher: Teacher, max_trainable_fraction: float) -> LoraReport:
         """Refuse to train more than the configured fraction (ModelError), before any compute is spent."""

@@ -1,4 +1,5 @@
-"""scripts/: the model download script offline, its checksum checks, and a download from a local fake Hub."""
+"""scripts/: the model download script offline, its checksum checks, its pinned revisions and default folder, and a
+download from a local fake Hub that mlcore's loader then identifies by revision and sha256 without rehashing."""
 
 from __future__ import annotations
 
@@ -21,17 +22,22 @@ SETUP = ROOT / "scripts" / "setup_environment.sh"
 CLEAR_MESSAGE = "cannot reach the Hugging Face Hub"
 
 
-def run_script(script: Path, *args: str, models_dir: Path, endpoint: str = "http://127.0.0.1:9", timeout: float = 60):
-    """Run a script with the Hub pointed at `endpoint` (default: a closed port) and this interpreter's packages."""
+def run_script(script: Path, *args: str, models_dir: Path | None, endpoint: str = "http://127.0.0.1:9",
+               timeout: float = 60, cwd: Path = ROOT, **variables: str):
+    """Run a script with the Hub pointed at `endpoint` (default: a closed port) and this interpreter's packages;
+    models_dir None: MLCORE_MODELS_DIR unset (the script's default)."""
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items()
+           if key != "MLCORE_MODELS_DIR" and not key.startswith("MLCORE_REVISION_")},
         "HF_ENDPOINT": endpoint,
-        "MLCORE_MODELS_DIR": str(models_dir),
         "MLCORE_PYTHON": sys.executable,
-        "HF_HOME": str(models_dir.parent / "hf_home"),  # keep the Hub client's token/cache lookups in the sandbox
+        "HF_HOME": str((models_dir or cwd).parent / "hf_home"),  # keep the Hub client's lookups in the sandbox
+        **variables,
     }
+    if models_dir is not None:
+        env["MLCORE_MODELS_DIR"] = str(models_dir)
     return subprocess.run(
-        ["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        ["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
 
 
@@ -128,6 +134,7 @@ class FakeHub:
     def __init__(self, repo: str, files: dict[str, bytes], lfs: set[str]):
         self.repo, self.files, self.lfs = repo, files, lfs
         self.served: list[str] = []
+        self.requested: list[str] = []  # every path asked for (revisions show in the model-info paths)
         self.corrupted: dict[str, bytes] = {}  # bodies served instead of the published file (hashes unchanged)
         hub = self
 
@@ -154,6 +161,7 @@ class FakeHub:
 
     def respond(self, handler, body: bool) -> None:
         path = unquote(urlparse(handler.path).path)
+        self.requested.append(path)
         model_api = f"/api/models/{self.repo}"
         resolve = f"/{self.repo}/resolve/"
         headers = {"X-Repo-Commit": self.COMMIT}
@@ -200,6 +208,9 @@ class FakeHub:
         self.server.server_close()
 
 
+AT_FAKE_COMMIT = {"MLCORE_REVISION_SAM_VIT_B": FakeHub.COMMIT}  # the fake Hub has one commit, not the pinned one
+
+
 @pytest.fixture
 def fake_hub():
     files = {
@@ -215,7 +226,7 @@ def fake_hub():
 
 def test_download_verifies_against_published_hashes_and_writes_sha256sums(tmp_path, fake_hub):
     models = tmp_path / "models"
-    result = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120)
+    result = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120, **AT_FAKE_COMMIT)
     assert result.returncode == 0, result.stdout + result.stderr
 
     folder = models / "sam_vit_b"
@@ -228,12 +239,13 @@ def test_download_verifies_against_published_hashes_and_writes_sha256sums(tmp_pa
 
     # Second run: verified locally, nothing fetched.
     fake_hub.served.clear()
-    again = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120)
+    again = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120, **AT_FAKE_COMMIT)
     assert again.returncode == 0 and fake_hub.served == []
 
     # A tampered weight file is detected and fetched again.
     (folder / "model.safetensors").write_bytes(b"not the weights")
-    repaired = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120)
+    repaired = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120,
+                          **AT_FAKE_COMMIT)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "does NOT match its SHA256SUMS" in repaired.stderr
     assert (folder / "model.safetensors").read_bytes() == fake_hub.files["model.safetensors"]
@@ -242,7 +254,110 @@ def test_download_verifies_against_published_hashes_and_writes_sha256sums(tmp_pa
 def test_download_refuses_files_that_do_not_match_the_published_hash(tmp_path, fake_hub):
     fake_hub.corrupted["model.safetensors"] = b"corrupted in transit" + fake_hub.files["model.safetensors"][20:]
     models = tmp_path / "models"
-    result = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120)
+    result = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=fake_hub.url, timeout=120, **AT_FAKE_COMMIT)
     assert result.returncode != 0
     assert "model.safetensors" in result.stderr
     assert not (models / "sam_vit_b" / "SHA256SUMS").exists()
+
+
+# --- pinned revisions and the default folder ----------------------------------------------------------------------
+
+PINNED = {
+    "grounding_dino_swint": ("IDEA-Research/grounding-dino-tiny", "a2bb814dd30d776dcf7e30523b00659f4f141c71"),
+    "grounding_dino_swinb": ("IDEA-Research/grounding-dino-base", "12bdfa3120f3e7ec7b434d90674b3396eccf88eb"),
+    "sam_vit_b": ("facebook/sam-vit-base", "70c1a07f894ebb5b307fd9eaaee97b9dfc16068f"),
+    "sam_vit_l": ("facebook/sam-vit-large", "6851e0441005b0fb96f2cc4dfac472f3d1b14af1"),
+    "sam_vit_h": ("facebook/sam-vit-huge", "87aecf0df4ce6b30cd7de76e87673c49644bdf67"),
+}
+
+
+def dry_run(tmp_path: Path, *args: str, models_dir: Path | None = None, **variables: str) -> dict[str, str]:
+    result = run_script(DOWNLOAD, "--dry-run", *args, models_dir=models_dir, cwd=tmp_path, **variables)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    return lines
+
+
+def test_every_model_is_pinned_to_a_commit_and_the_presets_name_the_same_repositories(tmp_path: Path) -> None:
+    from mlcore.teachers.presets import PRESETS
+
+    plan = dry_run(tmp_path)
+    models = ROOT / "models"
+    assert plan.pop("models folder") == str(models)
+    assert plan == {name: f"{repo}@{revision} -> {models}/{name}" for name, (repo, revision) in PINNED.items()}
+    full_size = {preset.folder: preset.hub_repository for registry in PRESETS.values()
+                 for preset in registry.values() if preset.needs_weights}
+    assert full_size == {name: repo for name, (repo, _) in PINNED.items()}
+    assert not (tmp_path / "models").exists()  # neither the current directory nor anything else was written
+
+
+def test_the_script_and_the_loader_default_to_models_at_the_project_root_and_follow_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlcore.teachers import weights
+
+    assert weights.project_models_dir() == ROOT / "models" == weights.DEFAULT_MODELS_DIR
+    monkeypatch.delenv("MLCORE_MODELS_DIR", raising=False)
+    assert weights.models_dir() == ROOT / "models"
+    assert dry_run(tmp_path, "sam_vit_b")["sam_vit_b"].endswith(f"-> {ROOT}/models/sam_vit_b")
+
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("MLCORE_MODELS_DIR", str(elsewhere))
+    assert weights.models_dir() == elsewhere
+    assert dry_run(tmp_path, "sam_vit_b", models_dir=elsewhere)["sam_vit_b"].endswith(f"-> {elsewhere}/sam_vit_b")
+    # The README says the same.
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme.split("## Pretrained weights", 1)[1].split("\n## ", 1)[0]
+    assert "`models/` at the project root" in paragraph and "MLCORE_MODELS_DIR" in paragraph
+
+
+def test_a_revision_variable_overrides_the_pin(tmp_path: Path) -> None:
+    plan = dry_run(tmp_path, "sam_vit_b", MLCORE_REVISION_SAM_VIT_B="main")
+    assert plan["sam_vit_b"].startswith("facebook/sam-vit-base@main ->")
+
+
+def test_the_download_asks_the_hub_for_the_pinned_revision(tmp_path: Path, fake_hub) -> None:
+    result = run_script(DOWNLOAD, "sam_vit_b", models_dir=tmp_path / "models", endpoint=fake_hub.url, timeout=120)
+    assert result.returncode != 0  # the fake Hub has only its own commit
+    pinned = PINNED["sam_vit_b"][1]
+    assert f"/api/models/facebook/sam-vit-base/revision/{pinned}" in fake_hub.requested
+    assert f"facebook/sam-vit-base@{pinned} failed" in result.stderr
+    assert not fake_hub.served and not (tmp_path / "models" / "sam_vit_b" / "SHA256SUMS").exists()
+
+
+def test_verify_only_reports_a_folder_of_another_revision(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    folder = make_verified_folder(models)
+    (folder / "SOURCE.json").write_text(json.dumps({"repo": "facebook/sam-vit-base", "revision": "0" * 40}, indent=2))
+    result = run_script(DOWNLOAD, "--verify-only", "sam_vit_b", models_dir=models)
+    assert result.returncode == 1
+    assert f"holds revision {'0' * 40}, not {PINNED['sam_vit_b'][1]}" in result.stderr
+    assert f"MLCORE_REVISION_SAM_VIT_B={'0' * 40}" in result.stderr
+    kept = run_script(DOWNLOAD, "--verify-only", "sam_vit_b", models_dir=models, MLCORE_REVISION_SAM_VIT_B="0" * 40)
+    assert kept.returncode == 0, kept.stderr
+
+
+def test_a_downloaded_folder_is_identified_by_the_loader_without_hashing_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real path end to end: a tiny SAM saved in Hugging Face format, served by the fake Hub, downloaded by the
+    script, loaded by mlcore: its base records the revision and the weights' sha256 that the script wrote."""
+    from mlcore.teachers import load_sam, weights
+
+    source = tmp_path / "published"
+    load_sam("tiny").model.save_pretrained(source)
+    files = {path.name: path.read_bytes() for path in source.iterdir()}
+    with FakeHub("facebook/sam-vit-base", files, lfs={"model.safetensors"}) as hub:
+        models = tmp_path / "models"
+        result = run_script(DOWNLOAD, "sam_vit_b", models_dir=models, endpoint=hub.url, timeout=120, **AT_FAKE_COMMIT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = models / "sam_vit_b"
+    assert json.loads((folder / "SOURCE.json").read_text())["revision"] == FakeHub.COMMIT
+    published_sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert json.loads((folder / ".mlcore-weights.json").read_text())["files"]["model.safetensors"]["sha256"] == \
+        published_sha
+
+    def no_hashing(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(weights, "sha256_file", no_hashing)
+    base = load_sam("sam_vit_b", models).base_weights
+    assert (base.repo, base.revision, base.weights_sha256) == ("facebook/sam-vit-base", FakeHub.COMMIT, published_sha)

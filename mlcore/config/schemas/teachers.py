@@ -34,8 +34,9 @@ _TARGETS_HELP = (
     "suffixes. Keep it anchored to the intended block: suffix lists such as q_proj also match backbone layers."
 )
 WEIGHTS_DIR_HELP = (
-    "Folder with the pretrained Hugging Face checkpoint for the preset. Default: $MLCORE_MODELS_DIR. "
-    "None / empty: build the architecture with random weights (only sensible for `tiny`, used in tests)."
+    "The models folder holding <preset folder>/ (or that Hugging Face folder itself) with the pretrained weights. "
+    "None / empty: $MLCORE_MODELS_DIR, else models/ at the project root (where download_pretrained_models.sh "
+    "writes). Ignored by `tiny` (seeded random weights)."
 )
 
 
@@ -84,10 +85,10 @@ class SamLora(LoraSettings):
 
 
 class GroundingDinoModel(ConfigModel):
-    preset: Literal["tiny", "grounding_dino_swint"] = Field(
+    preset: Literal["tiny", "grounding_dino_swint", "grounding_dino_swinb"] = Field(
         default="grounding_dino_swint",
-        description="Architecture: grounding_dino_swint (Swin-T + BERT-base, 172 M params) or tiny (~1 M, "
-        "random weights, for tests and CPU smoke runs).",
+        description="Architecture: grounding_dino_swint (Swin-T + BERT-base, 172 M params), grounding_dino_swinb "
+        "(Swin-B + BERT-base, 232 M) or tiny (~1 M, random weights, for tests and CPU smoke runs).",
     )
     weights_dir: OptionalPath = Field(default_factory=models_dir_from_env, description=WEIGHTS_DIR_HELP)
 
@@ -151,6 +152,17 @@ class GroundingDinoForgetting(ConfigModel):
     )
 
 
+class FrozenFeatureCacheBudget(ConfigModel):
+    """How much disk the frozen-stage cache may take (cache_frozen_features)."""
+
+    max_gb: float | None = Field(
+        default=50.0, gt=0.0, description="Disk budget in GB (10^9 bytes). The size is estimated and logged before "
+        "filling (~11-19 MB per 800x1333 image and prompt chunk in float16: 110-190 GB for 10k images); past the "
+        "budget the first images are cached and the rest recomputed at every step (same results, slower). "
+        "null: no limit.",
+    )
+
+
 class TeacherGroundingDinoLoraConfig(ConfigModel):
     """Fine-tune Grounding DINO with LoRA on the dataset's boxes, prompted by class names (or synonyms)."""
 
@@ -178,6 +190,9 @@ class TeacherGroundingDinoLoraConfig(ConfigModel):
         default="float16",
         description="Storage of the cached features: float16 halves the disk (~11 MB per 800x1333 image and prompt) "
         "and rounds them at ~1e-3 relative; float32 replays them bit for bit.",
+    )
+    cache: FrozenFeatureCacheBudget = Field(
+        default_factory=FrozenFeatureCacheBudget, description="Disk budget of the frozen-stage cache."
     )
     forgetting: GroundingDinoForgetting = Field(
         default_factory=GroundingDinoForgetting, description="The forgetting check written to metrics.json."

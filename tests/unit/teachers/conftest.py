@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlcore.data.mode_config import ModeConfig
-from mlcore.teachers import Teacher, load_grounding_dino, load_sam
+from mlcore.teachers import Teacher, load_grounding_dino, load_sam, weights
 
 
 
@@ -35,9 +35,11 @@ def sam_inputs(teacher: Teacher, images: list[np.ndarray]) -> dict[str, torch.Te
 
 
 @pytest.fixture(autouse=True)
-def no_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests decide where weights are; a developer's MLCORE_MODELS_DIR must not leak in."""
+def no_models_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests decide where weights are: neither a developer's MLCORE_MODELS_DIR nor the checkout's models/ leaks in
+    (the default folder becomes an empty one)."""
     monkeypatch.delenv("MLCORE_MODELS_DIR", raising=False)
+    monkeypatch.setattr(weights, "DEFAULT_MODELS_DIR", tmp_path_factory.mktemp("default_models") / "models")
 
 
 @pytest.fixture

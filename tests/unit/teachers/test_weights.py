@@ -9,7 +9,7 @@ import torch
 from transformers import BertTokenizer
 
 from mlcore.errors import ModelError
-from mlcore.teachers import load_grounding_dino, load_sam
+from mlcore.teachers import load_grounding_dino, load_sam, weights
 from tests.unit.teachers.conftest import dino_inputs, noise_image, sam_inputs
 
 SCRIPT = "scripts/download_pretrained_models.sh"
@@ -23,16 +23,27 @@ def save_as(teacher, folder: Path, tokenizer=None) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(("load", "preset"), [(load_grounding_dino, "grounding_dino_swint"), (load_sam, "sam_vit_h")])
+@pytest.mark.parametrize(("load", "preset"), [(load_grounding_dino, "grounding_dino_swint"),
+                                              (load_grounding_dino, "grounding_dino_swinb"), (load_sam, "sam_vit_h")])
 def test_missing_weights_name_the_download_script(load, preset: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ModelError, match="MLCORE_MODELS_DIR is set") as caught:
+    with pytest.raises(ModelError, match="not found") as caught:  # the default folder: models/ (empty here)
         load(preset)
-    assert SCRIPT in str(caught.value) and preset in str(caught.value)
+    assert f"{SCRIPT} {preset}" in str(caught.value) and str(weights.DEFAULT_MODELS_DIR) in str(caught.value)
     monkeypatch.setenv("MLCORE_MODELS_DIR", str(tmp_path))
     with pytest.raises(ModelError, match="not found") as caught:
         load(preset)
     assert f"{SCRIPT} {preset}" in str(caught.value) and str(tmp_path) in str(caught.value)
+    monkeypatch.delenv("MLCORE_MODELS_DIR")
+    monkeypatch.setattr(weights, "DEFAULT_MODELS_DIR", None)  # an installed copy outside a checkout
+    with pytest.raises(ModelError, match="MLCORE_MODELS_DIR is set") as caught:
+        load(preset)
+    assert SCRIPT in str(caught.value)
+
+
+def test_without_any_setting_the_loader_reads_the_default_models_folder(tiny_sam) -> None:
+    save_as(tiny_sam, weights.DEFAULT_MODELS_DIR / "sam_vit_b")
+    assert load_sam("sam_vit_b").weights == str(weights.DEFAULT_MODELS_DIR / "sam_vit_b")
 
 
 def test_grounding_dino_loads_from_the_models_dir_through_the_real_loading_path(
@@ -69,8 +80,8 @@ def test_a_folder_of_the_wrong_model_or_without_weights_is_a_model_error(tiny_sa
     with pytest.raises(ModelError, match="holds a 'sam' model"):
         load_grounding_dino("grounding_dino_swint", tmp_path)
     folder = save_as(tiny_sam, tmp_path / "sam_vit_l")
-    for weights in folder.glob("*.safetensors"):
-        weights.unlink()
+    for file in folder.glob("*.safetensors"):
+        file.unlink()
     with pytest.raises(ModelError, match="cannot load sam weights") as caught:
         load_sam("sam_vit_l", tmp_path)
     assert f"{SCRIPT} --verify-only sam_vit_l" in str(caught.value)

@@ -165,3 +165,15 @@ def test_the_configured_sizes_drive_training_and_evaluation(tmp_path: Path, monk
                          cache_frozen_features=cached)
     trainer(data, tmp_path / "run", config).run()
     assert shapes and set(shapes) == {(128, 153)}  # 160 -> 128 short side, 192 -> 153.6 long side
+
+
+def test_the_configured_disk_budget_reaches_the_trainers_cache(tmp_path: Path) -> None:
+    """cache.max_gb in the teacher config limits what training caches; the rest is recomputed with the same loss."""
+    data = prepared(tmp_path, "detection_only")
+    tiny_budget = dino_config(frozen_features_dtype="float32", cache={"max_gb": 1e-6},
+                              training={"epochs": 1, "batch_size": 2})
+    limited = trainer(data, tmp_path / "limited", tiny_budget).run().runs["grounding_dino"]
+    unlimited = trainer(data, tmp_path / "unlimited", dino_config(
+        frozen_features_dtype="float32", training={"epochs": 1, "batch_size": 2})).run().runs["grounding_dino"]
+    assert limited.timings["cache_over_budget"] > 0 and unlimited.timings["cache_over_budget"] == 0
+    assert limited.epochs[0]["train_loss"] == pytest.approx(unlimited.epochs[0]["train_loss"], rel=1e-5)
