@@ -1,10 +1,11 @@
 """`training-pipeline`: the product's main job, one stage per task.
 
-demo data (when no dataset is given), or fetch (when it is in S3: a local copy in OUTPUT/source) -> validate ->
-split -> train the teachers the mode needs -> distill -> export (+ quantize behind the accuracy gate) -> evaluate
-teachers vs student vs exports on the test split -> benchmark -> report (report.md, report.html, Prefect artifacts)
--> store (the outputs worth keeping, with a verified manifest.json, in STORE/<run-id>: data/runs by default, or
-s3://bucket/prefix).
+check the store (before any work: bucket, credentials, the right to write) -> demo data (when no dataset is
+given), or fetch (when it is in S3: a local copy in OUTPUT/source) -> validate -> split -> train the teachers the
+mode needs -> distill -> export (+ quantize behind the accuracy gate) -> evaluate teachers vs student vs exports on
+the test split -> benchmark -> report (report.md, report.html, Prefect artifacts) -> store (the outputs worth
+keeping, with a verified manifest.json, in STORE/<run-id>: data/runs by default, or s3://bucket/prefix; outages
+ridden out for STORE_RETRY_MINUTES; the report rewritten with the outcome).
 
 Every stage but the first two is cached on its inputs' content, its settings and the code version (tasks/policy.py),
 with results kept in the run folder: run the flow again with the same OUTPUT after a failure and the finished stages
@@ -30,6 +31,7 @@ from mlcore.data.coco_dataset import CocoDataset
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.reporting import PipelineRun, StageRecord
 from mlcore.storage import StorageError, new_run_id
+from mlcore.storage.location import unusable_store_message
 from tasks.aws import load_aws_credentials
 from tasks.benchmark import benchmark_models_task
 from tasks.demo import make_demo_data_task
@@ -38,7 +40,8 @@ from tasks.export import export_model_task
 from tasks.fetch import fetch_dataset_task, needs_fetch
 from tasks.policy import code_version, results_storage
 from tasks.report import report_task
-from tasks.store import StoredRun, store_run_task, store_target, stored_run_url
+from tasks.store import (DEFAULT_RETRY_MINUTES, StoredRun, check_run_store, pending_status, store_run_task,
+                         store_target)
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
@@ -66,7 +69,8 @@ class PipelineResult:
         stages = ", ".join(f"{s.name} ({s.status}, {s.seconds:.0f} s)" for s in self.stages)
         text = f"stages: {stages}\nrecommended model: {self.recommended_model}"
         if self.stored is not None:
-            text += f"\nstored: {self.stored.url} ({self.stored.files} files, manifest verified)"
+            text += (f"\nstored: {self.stored.url} ({self.stored.files} files, manifest verified; "
+                     f"{self.stored.sent} sent, {self.stored.skipped} already stored)")
         return text
 
 
@@ -117,6 +121,7 @@ def training_pipeline(
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
     store: str | None = "data/runs",
     aws_credentials: str | None = None,
+    store_retry_minutes: Annotated[float, Field(ge=0)] = DEFAULT_RETRY_MINUTES,
     gpu_stages: Literal["in-process", "deployments"] = "in-process",
     label_shards: Annotated[int, Field(ge=1)] = 1,
     eval_shards: Annotated[int, Field(ge=1)] = 1,
@@ -151,6 +156,10 @@ def training_pipeline(
             next run into it overwrites.
         aws_credentials: name of a prefect-aws AwsCredentials block for s3:// data and store; empty: the worker's
             environment / AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE, a role).
+        store_retry_minutes: how long the store step keeps retrying a request or file that fails with a transient
+            error (connection refused or reset, 5xx, throttling): the longest outage it rides out. What already
+            arrived is never sent again; after a longer one the run fails, its report says "not stored", and
+            `mlcore store OUTPUT --store STORE` finishes the upload later.
         gpu_stages: in-process: every stage runs in this flow run's process (so this flow runs on a GPU worker);
             deployments: train-teachers and distill run as those deployments on the GPU pool (mlcore-gpu), so this
             flow can run on a CPU pool. OUTPUT must then be on storage both pools' machines see, at the same path.
@@ -165,9 +174,13 @@ def training_pipeline(
     stages = _Stages(create_progress_artifact(0.0, key="training-pipeline-progress",
                                               description=f"Stages finished, run folder {run_dir}"))
     try:
-        target = store_target(store)  # a location that cannot work fails now, not after hours of training
         if aws_credentials:
-            load_aws_credentials(aws_credentials)  # so does a block name that is not on the server
+            load_aws_credentials(aws_credentials)  # a block name that is not on the server fails now
+        # A store that cannot work fails now, not after hours of training: the location is parsed, then the bucket,
+        # the credentials and the right to write are checked with a small object written and removed.
+        target = store_target(store)
+        if target:
+            check_run_store(target, aws_credentials)
         if data is None:
             data = stages.run("demo-data", make_demo_data_task, str(run_dir / "dataset"), num_images=demo_images,
                               seed=seed)
@@ -210,21 +223,26 @@ def training_pipeline(
                                 str(run_dir / "benchmark"), scores=scores, teachers=teachers, runs=benchmark_runs,
                                 device=runtime_device)
         stages.done(7)
-        # The store step comes after the report so that report.md / report.html are stored too; the report names
-        # the place the run is about to be stored at.
+        # The report is stored with the run, so it is written first, saying "being stored at ..."; the store step
+        # then rewrites its "Stored copy" section with the outcome (stored and verified, or not stored: why, and
+        # the command that finishes it), in the run folder and in the store alike (mlcore.storage.publish).
         run_id = new_run_id()
         run = PipelineRun(run_dir=run_dir, dataset=report, settings=settings, splits=splits,
                           code_version=code_version(), teachers=teachers, student=distilled, export=exported,
                           scores=scores, benchmark_rows=comparison.rows, benchmark_files=comparison.files,
-                          stages=stages.records, stored_at=stored_run_url(target, run_id) if target else None)
+                          stages=stages.records,
+                          store=pending_status(run_dir, target, run_id, aws_credentials) if target else None)
         files = stages.run("report", report_task, run)
         stages.done(8)
-        stored = stages.run("store", store_run_task, run, target, run_id, aws_credentials) if target else None
+        stored = None
+        if target:
+            stored = stages.run("store", store_run_task, run, target, run_id, aws_credentials,
+                                retry_minutes=store_retry_minutes)
         stages.done(STAGE_COUNT)
     except StageFailed as failure:  # a new state: returning the task's own would read "1/1 states failed"
         return Failed(message=str(failure))
     except StorageError as error:
-        return Failed(message=f"store {store!r} cannot be used: {error}")
+        return Failed(message=unusable_store_message(store, error))
     except ConfigError as error:
         return Failed(message=str(error))
     return PipelineResult(run_dir=run_dir, report=files, recommended_model=exported.recommended,

@@ -11,9 +11,17 @@ What is kept (keys mirror the run folder):
 Left out: checkpoints, caches, tensorboard logs, ``*.previous`` folders, stage markers and temp files, and the demo
 dataset's images. Those rebuild or resume a run; a stored run is what a person ships, audits and compares.
 
-Retries: S3Store already retries each transient failure (connection, 5xx, throttling) with backoff. When it gives
-up, the task raises :class:`StoreUnreachable` (a ConnectionError) so Prefect tries the whole upload again later (twice);
-a permanent failure (missing bucket, no access, a bad location, a corrupt run folder) ends the task Failed at once.
+How (mlcore.storage.publish): the files with their sha256s, the lineage and the report's document go into
+``<run folder>/store-plan.json`` first; then each file not already in the store with the same sha256 is uploaded, the
+report re-rendered as "stored and verified" goes up, ``manifest.json`` is written last and checked. The run folder's
+report.md / report.html end up saying what happened: stored and verified, or not stored (why, the fix, and the
+``mlcore store RUN_DIR --store ...`` command that finishes the store later, sending only what did not arrive).
+
+Retries: every request and every whole file is retried on transient failures (connection refused or reset, 5xx,
+throttling), 1 s apart doubling to 30 s with jitter, for as long as RETRY_MINUTES after its first failure: a shorter
+outage is ridden out in-process, and what already arrived is never sent again. When that gives up, or on a permanent
+failure (missing bucket, no access, a run folder that changed), the task returns a Failed state with one message (the
+cause, its fix, the command): no Prefect retry (the window is the retry) and no traceback.
 
 Credentials for an s3:// store: the worker's environment and AWS chain, or the prefect-aws AwsCredentials block
 named by `aws_credentials` (tasks/aws.py); neither is written to the logs, the artifacts or the manifest.
@@ -23,70 +31,63 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_link_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Failed, State
 
 from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import MlcoreError, ModelError
-from mlcore.reporting import HTML_NAME, MARKDOWN_NAME, PipelineRun
+from mlcore.io import sha256_file
+from mlcore.reporting import (HTML_NAME, MARKDOWN_NAME, PipelineRun, StoreStatus, document_to_json, pipeline_document,
+                              write_pipeline_report)
 from mlcore.storage import (
-    MANIFEST_NAME,
     ArtifactStore,
     Lineage,
-    LocalStore,
+    PlannedFile,
+    RetryPolicy,
     StorageError,
     StoredFile,
+    StoredRun,
+    StorePlan,
+    check_run_id,
+    check_store,
     join_key,
     open_store,
-    verify_manifest,
-    write_manifest,
+    store_command,
+    store_run_folder,
+    store_target,
+    write_plan,
 )
-from mlcore.storage.location import is_s3_url
-from tasks.aws import S3Unreachable, gave_up_on_transient_failures, s3_client_options
-from tasks.policy import retry_transient
+from mlcore.storage.location import is_s3_url, unusable_store_message
+from tasks.aws import s3_client_options
 
-TIMEOUT_SECONDS = 2 * 3600
-NO_STORE = frozenset({"", "none", "off", "false"})
+TIMEOUT_SECONDS = 4 * 3600
+DEFAULT_RETRY_MINUTES = 10.0
 SKIPPED_FOLDERS = frozenset({"checkpoints", "cache", "teacher_cache", "tensorboard", ".cache", "__pycache__"})
 STUDENT_FILES = ("best.pt", "last.pt", "student.json", "metrics.json")
+REPORT_NAMES = frozenset({MARKDOWN_NAME, HTML_NAME})
 ADAPTER_METADATA = "mlcore_adapter.json"  # mlcore.teachers.adapters.METADATA_NAME (that module imports torch)
-
-
-@dataclass
-class StoredRun:
-    """Where a run was stored, and what its manifest says came from where."""
-
-    run_id: str
-    url: str  # the run's folder in the store: a path or s3://bucket/prefix/<run-id>
-    manifest_url: str
-    files: int
-    bytes: int
-    lineage: Lineage
-
-
-class StoreUnreachable(S3Unreachable):
-    """The store kept failing with transient errors after its own retries: worth another try of the whole upload."""
-
-
-def store_target(store: str | None) -> str | None:
-    """STORE as the pipeline takes it: None for no copy; a local folder made absolute (so links and the report name
-    the real place); ``s3://...`` unchanged. A location open_store cannot use raises StorageError now."""
-    if store is None or store.strip().lower() in NO_STORE:
-        return None
-    opened = open_store(store)
-    if isinstance(opened, LocalStore):
-        return str(opened.root.expanduser().resolve())
-    return store.rstrip("/")
 
 
 def stored_run_url(target: str, run_id: str) -> str:
     """Where run RUN_ID will lie in the store TARGET (from store_target); nothing is contacted."""
     return f"{target.rstrip('/')}/{run_id}" if "://" in target else str(Path(target) / run_id)
+
+
+def store_retry(minutes: float) -> RetryPolicy:
+    """The store's retries: any number of tries while a request or file has been failing for under MINUTES."""
+    return RetryPolicy.for_outages(minutes)
+
+
+def check_run_store(target: str, aws_credentials: str | None = None) -> ArtifactStore:
+    """The store TARGET, checked before the first stage: bucket there, credentials accepted, writing allowed (a
+    small object written and removed). Raises the StorageError the store step would raise after training."""
+    options = s3_client_options(aws_credentials) if is_s3_url(target) else {}
+    return check_store(target, **options)
 
 
 def run_files(run: PipelineRun) -> dict[str, Path]:
@@ -154,47 +155,65 @@ def dataset_source(run: PipelineRun) -> str:
     return given if is_s3_url(given) else run.dataset.dataset
 
 
-def store_run(run: PipelineRun, store: ArtifactStore, run_id: str) -> StoredRun:
-    """Upload RUN's files to STORE under RUN_ID (each upload verified), write manifest.json with the lineage last,
-    and check every listed file against it."""
-    check = getattr(store, "check", None)
-    if check is not None:
-        check()  # a missing bucket or bad credentials fail before anything is read or sent
-    files = run_files(run)
-    stored = {key: store.put_file(path, join_key(run_id, key)) for key, path in files.items()}
-    lineage = run_lineage(run, stored)
-    write_manifest(store, run_id, stored.values(), lineage)
-    # quick: a folder hashes every byte again anyway; S3 compares the sha256 recorded with each object, whose bytes
-    # the service already checked on upload (ChecksumSHA256), instead of downloading the whole run once more.
-    manifest = verify_manifest(store, run_id, quick=True)
-    return StoredRun(run_id=run_id, url=store.url_for(run_id), files=len(manifest.files),
-                     manifest_url=store.url_for(join_key(run_id, MANIFEST_NAME)),
-                     bytes=sum(entry.size for entry in manifest.files), lineage=lineage)
+def plan_store(run: PipelineRun, target: str, run_id: str, command: str = "") -> StorePlan:
+    """What storing RUN at TARGET as RUN_ID means: its files (the report aside, which is re-rendered with the outcome)
+    with their sha256s now, the lineage, and the report's document. Reads only local files."""
+    root = Path(run.run_dir)
+    files = {key: path for key, path in run_files(run).items() if key not in REPORT_NAMES}
+    hashed = {key: StoredFile(key, sha256_file(path), path.stat().st_size) for key, path in files.items()}
+    return StorePlan(run_id=check_run_id(run_id), store=target, lineage=run_lineage(run, hashed),
+                     files=[PlannedFile(key=key, path=_local_path(files[key], root), sha256=entry.sha256,
+                                        size=entry.size) for key, entry in hashed.items()],
+                     report=document_to_json(pipeline_document(run)), command=command)
 
 
-# Never cached: every flow run is stored as a run of its own (a rerun that reused every stage is one too).
-@task(name="store-run", retries=2, retry_delay_seconds=60, retry_condition_fn=retry_transient, cache_policy=NONE,
-      timeout_seconds=TIMEOUT_SECONDS)
-def store_run_task(run: PipelineRun, store: str, run_id: str, aws_credentials: str | None = None
-                   ) -> StoredRun | State:
+def pending_status(run_dir: str | Path, target: str, run_id: str, aws_credentials: str | None = None) -> StoreStatus:
+    """What the report says before the store step: where the run is being stored, and the command that finishes it
+    should the process die first."""
+    return StoreStatus("pending", stored_run_url(target, run_id),
+                       command=store_command(run_dir, target, aws_credentials))
+
+
+# Never cached: every flow run is stored as a run of its own (a rerun that reused every stage is one too). No Prefect
+# retries: the store rides out outages itself for RETRY_MINUTES, and a failure is returned, not raised.
+@task(name="store-run", retries=0, cache_policy=NONE, timeout_seconds=TIMEOUT_SECONDS)
+def store_run_task(run: PipelineRun, store: str, run_id: str, aws_credentials: str | None = None,
+                   retry_minutes: float = DEFAULT_RETRY_MINUTES) -> StoredRun | State:
     """Store RUN at STORE (a folder or s3://bucket/prefix) as RUN_ID, with a verified manifest.json; link artifacts
     to both. AWS_CREDENTIALS: the name of a prefect-aws AwsCredentials block for an s3:// STORE; empty: the worker's
-    environment."""
+    environment. RETRY_MINUTES: how long a failing request or file is retried (the longest outage ridden out)."""
+    url, command = stored_run_url(store, run_id), store_command(run.run_dir, store, aws_credentials)
+    planned = False
     try:
+        plan = plan_store(run, store, run_id, command)
+        write_plan(plan, run.run_dir)
+        planned = True
         options = s3_client_options(aws_credentials) if is_s3_url(store) else {}
-        stored = store_run(run, open_store(store, **options), run_id)
-    except StorageError as error:
-        if gave_up_on_transient_failures(error):
-            raise StoreUnreachable(str(error)) from None
-        return Failed(message=str(error))
+        stored = store_run_folder(plan, open_store(store, retry=store_retry(retry_minutes), **options), run.run_dir)
     except MlcoreError as error:
-        return Failed(message=str(error))
+        # store_run_folder has rewritten the report already when it ran; this covers the steps around it too
+        write_pipeline_report(replace(run, store=StoreStatus("not stored", url, detail=_why(error), fix=error.fix,
+                                                            command=command if planned else None)))
+        _publish_report(run, "not stored")
+        return Failed(message=not_stored_message(error, run.run_dir, command if planned else None))
+    _publish_report(run, "stored and verified")
     create_link_artifact(_link(stored.url), link_text=stored.url, key="stored-run",
-                         description=f"Run {run_id}: {stored.files} files, {stored.bytes / 1e6:.1f} MB, verified")
+                         description=f"Run {run_id}: {stored.files} files, {stored.bytes / 1e6:.1f} MB, verified "
+                                     f"({stored.sent} sent, {stored.skipped} already stored)")
     create_link_artifact(_link(stored.manifest_url), link_text=stored.manifest_url, key="stored-run-manifest",
                          description="sha256 and size of every stored file, and the lineage dataset -> teacher "
                                      "adapters -> student -> exports")
     return stored
+
+
+def not_stored_message(error: MlcoreError, run_dir: str | Path, command: str | None) -> str:
+    """The store step's failure, for the flow's Failed state and `mlcore pipeline` (exit 2): cause, fix, and the
+    command that stores the run later."""
+    text = f"not stored: {error}"
+    if command:
+        text += (f"\n  the run's outputs stay in {run_dir} (its report says 'not stored'); to store them later, "
+                 f"sending only what did not arrive: {command}")
+    return text
 
 
 def _kept_files(folder: Path) -> list[Path]:
@@ -240,9 +259,29 @@ def _adapter_sha256(adapter_dir: Path, root: Path, stored: dict[str, StoredFile]
     return recorded
 
 
+def _local_path(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def _why(error: MlcoreError) -> str:
+    return f"{error.where}: {error.message}" if error.where else error.message
+
+
+def _publish_report(run: PipelineRun, outcome: str) -> None:
+    """A new version of the run report artifact, now that its "Stored copy" section says the outcome."""
+    report = Path(run.run_dir) / MARKDOWN_NAME
+    if report.is_file():
+        create_markdown_artifact(report.read_text(encoding="utf-8"), key="training-pipeline-report",
+                                 description=f"Training pipeline report ({outcome}); also {report}")
+
+
 def _link(url: str) -> str:
     return url if "://" in url else Path(url).as_uri()
 
 
-__all__ = ["StoreUnreachable", "StoredRun", "dataset_source", "run_files", "run_lineage", "store_run", "store_run_task",
-           "store_target", "stored_run_url"]
+__all__ = ["DEFAULT_RETRY_MINUTES", "StoredRun", "check_run_store", "dataset_source", "not_stored_message",
+           "pending_status", "plan_store", "run_files", "run_lineage", "store_retry", "store_run_task",
+           "store_target", "stored_run_url", "unusable_store_message"]

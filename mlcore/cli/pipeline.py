@@ -6,7 +6,9 @@ recorded on that server and shows up in its UI.
 Every finished run is also stored (`--store`): its outputs worth keeping (prepared splits, teacher adapters, student
 weights, exports, evaluation, benchmark, report) with a verified manifest.json, in `data/runs/<run-id>` by default.
 The run folder (`--output`) is a workspace the next run into it reuses and overwrites; the stored copy stays as it
-was. `--store s3://bucket/prefix` keeps it in S3; `--store none` keeps only the run folder.
+was. `--store s3://bucket/prefix` keeps it in S3; `--store none` keeps only the run folder. The store is checked
+before the first stage (bucket, credentials, the right to write); outages during the store step are ridden out for
+`--store-retry-minutes`; after a longer one the report says "not stored" and `mlcore store OUTPUT` finishes it.
 
 `--data s3://bucket/key.json` (and `--images`, `--val`, `--test`) reads a dataset from S3: it is mirrored into
 OUTPUT/source first (a rerun downloads only what changed). S3 endpoint, region and credentials come from the AWS
@@ -30,6 +32,9 @@ EXIT_FAILED = 2
 STORE_HELP = ("Where the run's outputs are kept, with a verified manifest.json: a folder (each run in "
               "<folder>/<run-id>), s3://bucket/prefix (credentials: the AWS environment or --aws-credentials), "
               "or none.")
+RETRY_HELP = ("How long the store step retries a request or file that fails with a transient error (connection "
+              "refused or reset, 5xx, throttling): the longest outage it rides out. Files already stored are never "
+              "sent again.")
 
 
 class Mode(str, Enum):
@@ -76,6 +81,7 @@ def pipeline(
     seed: Annotated[int, typer.Option(help="Seed for the split.")] = 42,
     benchmark_runs: Annotated[int, typer.Option(min=1, help="Timed runs per model in the benchmark.")] = 5,
     store: Annotated[str, typer.Option(help=STORE_HELP)] = "data/runs",
+    store_retry_minutes: Annotated[float, typer.Option(min=0, help=RETRY_HELP)] = 10.0,
     aws_credentials: Annotated[Optional[str], typer.Option(
         "--aws-credentials", metavar="BLOCK", help="Name of a prefect-aws AwsCredentials block for s3:// data and "
         "store (default: the AWS environment).")] = None,
@@ -94,7 +100,8 @@ def pipeline(
         "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
         "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,
         "benchmark_runs": benchmark_runs, "store": store, "aws_credentials": aws_credentials,
-        "label_shards": shards, "eval_shards": shards}, dask_address=dask_address)
+        "store_retry_minutes": store_retry_minutes, "label_shards": shards, "eval_shards": shards},
+        dask_address=dask_address)
 
 
 def demo(
@@ -107,6 +114,7 @@ def demo(
     device: Annotated[Optional[str], typer.Option(help="Default cpu, so the demo behaves the same everywhere.")
                       ] = None,
     store: Annotated[Optional[str], typer.Option(help=STORE_HELP + " Default: data/runs.")] = None,
+    store_retry_minutes: Annotated[Optional[float], typer.Option(min=0, help=RETRY_HELP + " Default: 10.")] = None,
     shards: Annotated[Optional[int], typer.Option(min=1, help="Teacher labelling and evaluation as N mapped "
                                                   "shard tasks (in threads here; docs/SCALING.md).")] = None,
 ) -> None:
@@ -115,12 +123,13 @@ def demo(
 
     run_pipeline(demo_parameters(output=_text(output), demo_images=images, teacher_epochs=teacher_epochs,
                                  student_epochs=student_epochs, imgsz=imgsz, device=device, store=store,
-                                 label_shards=shards, eval_shards=shards))
+                                 store_retry_minutes=store_retry_minutes, label_shards=shards, eval_shards=shards))
 
 
 def run_pipeline(parameters: dict[str, Any], dask_address: str | None = None) -> None:
     """Run the flow (its shards on the Dask cluster at DASK_ADDRESS when given); print where the report is, or the
     failing stage's message (exit code 2)."""
+    _check_store(parameters.get("store", "data/runs"), parameters.get("aws_credentials"))
     from flows.pipeline import training_pipeline
     from flows.shards import with_task_runner
 
@@ -133,6 +142,24 @@ def run_pipeline(parameters: dict[str, Any], dask_address: str | None = None) ->
     stdout.print(result.summary, highlight=False)
     stdout.print(f"\nReport: {result.report['markdown']}\n        {result.report['html']}", highlight=False)
     sys.stdout.flush()
+
+
+def _check_store(store: str | None, aws_credentials: str | None) -> None:
+    """The store's check before any work, as the flow makes it, with the flow's message; here it answers before
+    Prefect and the pipeline's libraries load. A credentials block lives on the Prefect server: the flow checks it."""
+    if aws_credentials:
+        return
+    from mlcore.storage import StorageError, check_store, store_target
+    from mlcore.storage.location import unusable_store_message
+
+    try:
+        target = store_target(store)
+        if target:
+            check_store(target)
+    except StorageError as error:
+        stderr.print("[bold red]pipeline failed[/]: ", end="")
+        stderr.print(unusable_store_message(store, error), markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _text(path: Path | None) -> str | None:

@@ -2,6 +2,7 @@
 
 - `PipelineRun` (+ `ModelScores`, `StageRecord`): what a training-pipeline run produced.
 - `write_pipeline_report(run, dir)` -> report.md and report.html; `pipeline_markdown(run)` for a Prefect artifact.
+- `StoreStatus` / `with_store_status(document, status)`: the "Stored copy" section, rewritten once the store is done.
 - `Document` / `to_markdown` / `to_html`: the small document model both are rendered from.
 """
 
@@ -12,12 +13,18 @@ from mlcore.reporting.pipeline_report import (
     ModelScores,
     PipelineRun,
     StageRecord,
+    StoreStatus,
+    document_from_json,
+    document_to_json,
     gate_summary,
     pipeline_document,
     pipeline_markdown,
+    with_store_status,
     write_pipeline_report,
+    write_report_document,
 )
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "Bullets", "Document", "Image", "ModelScores", "Paragraph", "PipelineRun",
-           "Section", "StageRecord", "Table", "gate_summary", "pipeline_document", "pipeline_markdown", "to_html",
-           "to_markdown", "write_pipeline_report"]
+           "Section", "StageRecord", "StoreStatus", "Table", "document_from_json", "document_to_json", "gate_summary",
+           "pipeline_document", "pipeline_markdown", "to_html", "to_markdown", "with_store_status",
+           "write_pipeline_report", "write_report_document"]

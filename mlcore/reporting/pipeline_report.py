@@ -5,16 +5,20 @@
 `PipelineRun` collects what each stage returned; `pipeline_document` turns it into a `Document`, so the Prefect
 artifact (markdown), report.md and report.html are the same text. Missing stages (a run that stopped early, a
 benchmark that was skipped) leave their section out rather than failing.
+
+The report is written before the run is stored (it is stored with it), so its "Stored copy" section first says
+"being stored"; the store step re-renders the same document with the outcome (`with_store_status`), from the
+document kept as JSON (`document_to_json`), so `mlcore store` can do it later without the stages' records.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcore.data.prepare import DatasetReport
 from mlcore.io import write_text_atomic
@@ -27,6 +31,7 @@ if TYPE_CHECKING:  # the report reads these records; importing them would pull i
 
 MARKDOWN_NAME = "report.md"
 HTML_NAME = "report.html"
+STORE_SECTION = "Stored copy"
 METRIC_COLUMNS = ("map50_95", "map50", "mask_map50_95", "mask_map50")
 METRIC_HEADERS = ("mAP50-95", "mAP50", "mask mAP50-95", "mask mAP50")
 
@@ -54,6 +59,17 @@ class StageRecord:
 
 
 @dataclass
+class StoreStatus:
+    """What the report says about the run's copy in the artifact store."""
+
+    state: Literal["pending", "stored", "not stored"]
+    url: str  # the run's folder in the store: a path or s3://bucket/prefix/<run-id>
+    detail: str = ""  # stored: what was stored; not stored: why
+    fix: str | None = None  # not stored: how to remove the cause
+    command: str | None = None  # the command that stores the run folder later (finishing an interrupted store)
+
+
+@dataclass
 class PipelineRun:
     """Everything the report shows; the stages' own records, as they returned them."""
 
@@ -69,7 +85,7 @@ class PipelineRun:
     benchmark_rows: list[dict[str, Any]] = field(default_factory=list)
     benchmark_files: dict[str, Path] = field(default_factory=dict)
     stages: list[StageRecord] = field(default_factory=list)
-    stored_at: str | None = None  # the run's folder in the artifact store (a path or s3://...), when it is stored
+    store: StoreStatus | None = None  # the run's copy in the artifact store; None: the run is not stored
 
 
 def gate_summary(export: OptimizationResult | None) -> str:
@@ -84,7 +100,10 @@ def gate_summary(export: OptimizationResult | None) -> str:
 
 
 def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline report") -> Document:
-    sections = [_overview(run), _dataset(run)]
+    sections = [_overview(run)]
+    if run.store is not None:
+        sections.append(store_section(run.store))
+    sections.append(_dataset(run))
     if run.teachers is not None:
         sections.append(_teachers(run.teachers))
     if run.student is not None:
@@ -107,18 +126,86 @@ def pipeline_markdown(run: PipelineRun) -> str:
 
 def write_pipeline_report(run: PipelineRun, directory: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """report.md and report.html in `directory` (default: the run folder); image links are relative to it."""
-    directory = Path(directory or run.run_dir)
-    document = pipeline_document(run)
+    return write_report_document(pipeline_document(run), directory or run.run_dir)
+
+
+def write_report_document(document: Document, directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """DOCUMENT as report.md and report.html in `directory`, each replaced atomically."""
+    directory = Path(directory)
     files = {"markdown": directory / MARKDOWN_NAME, "html": directory / HTML_NAME}
     write_text_atomic(files["markdown"], to_markdown(document))
     write_text_atomic(files["html"], to_html(document))
     return files
 
 
+def store_section(status: StoreStatus) -> Section:
+    """The report's word on the stored copy: being stored, stored and verified, or not stored (why, and how)."""
+    where = f"`{status.url}`"
+    if status.state == "stored":
+        items = [f"**stored and verified** at {where}"] + ([status.detail] if status.detail else [])
+    elif status.state == "not stored":
+        items = [f"**not stored** at {where}: without its `manifest.json` nothing there counts as this run"]
+        items += [f"why: {status.detail}"] if status.detail else []
+        items += [f"fix: {status.fix}"] if status.fix else []
+        if status.command:
+            items.append(f"the outputs stay in the run folder; to store them later (files already there are not "
+                         f"sent again): `{status.command}`")
+    else:
+        items = [f"being stored at {where} when this report was written (with `manifest.json`: every file's sha256 "
+                 f"and the lineage)"]
+        if status.command:
+            items.append(f"the store step rewrites this section with the outcome; if it still reads so, the store "
+                         f"did not finish: `{status.command}`")
+    return Section(STORE_SECTION, [Bullets(items)])
+
+
+def with_store_status(document: Document, status: StoreStatus) -> Document:
+    """DOCUMENT with its "Stored copy" section saying STATUS (added after the summary when it has none)."""
+    section = store_section(status)
+    sections = list(document.sections)
+    for index, existing in enumerate(sections):
+        if existing.title == STORE_SECTION:
+            sections[index] = section
+            break
+    else:
+        sections.insert(min(1, len(sections)), section)
+    return Document(document.title, sections)
+
+
+_BLOCKS: dict[str, type] = {"paragraph": Paragraph, "bullets": Bullets, "table": Table, "image": Image}
+
+
+def document_to_json(document: Document) -> dict[str, Any]:
+    """A report document as plain JSON data (``document_from_json`` reads it back)."""
+    kinds = {cls: kind for kind, cls in _BLOCKS.items()}
+    return {"title": document.title,
+            "sections": [{"title": section.title,
+                          "blocks": [{"kind": kinds[type(block)], **_plain(asdict(block))} for block in section.blocks]}
+                         for section in document.sections]}
+
+
+def document_from_json(data: Mapping[str, Any]) -> Document:
+    sections = []
+    for section in data["sections"]:
+        blocks = [_BLOCKS[block["kind"]](**{key: value for key, value in block.items() if key != "kind"})
+                  for block in section["blocks"]]
+        sections.append(Section(section["title"], blocks))
+    return Document(data["title"], sections)
+
+
+def _plain(value: Any) -> Any:
+    """Table cells as JSON keeps them: numbers, text, booleans and None as they are; anything else as text."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
 def _overview(run: PipelineRun) -> Section:
     items = [f"run folder: `{run.run_dir}`"]
-    if run.stored_at:
-        items.append(f"stored at: `{run.stored_at}` (with manifest.json: every file's sha256 and the lineage)")
     items.append(f"dataset: `{run.dataset.dataset}`")
     source = str(run.settings.get("data") or "")
     if source.startswith("s3://"):
@@ -223,5 +310,6 @@ def _setting(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-__all__ = ["HTML_NAME", "MARKDOWN_NAME", "ModelScores", "PipelineRun", "StageRecord", "gate_summary",
-           "pipeline_document", "pipeline_markdown", "write_pipeline_report"]
+__all__ = ["HTML_NAME", "MARKDOWN_NAME", "STORE_SECTION", "ModelScores", "PipelineRun", "StageRecord", "StoreStatus",
+           "document_from_json", "document_to_json", "gate_summary", "pipeline_document", "pipeline_markdown",
+           "store_section", "with_store_status", "write_pipeline_report", "write_report_document"]

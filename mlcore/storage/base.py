@@ -101,6 +101,20 @@ class ArtifactStore(ABC):
     def keys(self, prefix: str = "") -> list[str]:
         """Every key inside the folder `prefix` (all of them for ``""``), sorted."""
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object under `key`; nothing stored there is not an error."""
+
+    @abstractmethod
+    def probe(self) -> None:
+        """Raise a StorageError now, with its fix, unless files can be stored here (a small object is written and
+        removed): the check a run makes before its first stage instead of finding out after training."""
+
+    def lookup(self, key: str) -> StoredFile | None:
+        """Size and sha256 of what is stored under `key` as the store recorded it, or None when there is nothing
+        (or nothing it can vouch for): what an interrupted upload checks before sending a file again."""
+        return self.stat(key) if self.exists(key) else None
+
     def put_dir(self, local_dir: str | os.PathLike[str], prefix: str) -> list[StoredFile]:
         """Store every file under `local_dir` (recursively, sorted) as ``<prefix>/<relative path>``."""
         root = Path(local_dir)

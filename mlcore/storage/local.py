@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import IO
 
@@ -99,6 +100,22 @@ class LocalStore(ArtifactStore):
         if not path.is_file():
             raise StorageError("no artifact stored under this key", where=str(path), fix="check the run id and key")
         return StoredFile(normalize_key(key), sha256_file(path), path.stat().st_size)
+
+    def delete(self, key: str) -> None:
+        self.path_for(key).unlink(missing_ok=True)
+
+    def probe(self) -> None:
+        probe = self.root / f".mlcore-write-check.{secrets.token_hex(8)}.tmp"  # a temp name: never listed as a key
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"mlcore checks that it may write here\n")
+            probe.unlink()
+        except OSError as error:
+            raise StorageError(
+                f"cannot write to the store folder ({error.strerror or type(error).__name__})",
+                where=str(self.root),
+                fix="give a folder this user may create and write (or --store none to keep only the run folder)",
+            ) from None
 
     def keys(self, prefix: str = "") -> list[str]:
         prefix = normalize_key(prefix, allow_empty=True)

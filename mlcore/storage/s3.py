@@ -13,6 +13,12 @@ sha256 (``ChecksumSHA256``), each part of a multipart upload its own. A temp key
 (and need a multipart copy above 5 GB) without adding a guarantee. After each upload the object's size and the
 sha256 recorded in its metadata are read back; a mismatch deletes it and uploads again. A run counts as stored only
 once its ``manifest.json``, written last, exists.
+
+Retries, two layers: botocore's own (a few quick tries of each HTTP request, for blips) inside each try of a whole
+operation, and :class:`RetryPolicy` around it: capped exponential backoff with jitter, bounded by a number of tries
+or by a time window (``RetryPolicy.for_outages(minutes)``: the longest outage an operation rides out). A retried
+upload first asks (HEAD) whether the previous try's object landed intact, so an answer lost on the way back does not
+send the file again.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import base64
 import hashlib
 import os
 import random
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +47,7 @@ from mlcore.storage.s3_errors import (
     MISSING_KEY_CODES,
     VerificationMismatch,
     describe,
+    duration,
     error_code,
     exhausted_error,
     is_s3_failure,
@@ -59,23 +67,69 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
     max_concurrency=8,
 )
 MAX_POOL_CONNECTIONS = 32  # threads sharing one client (uploads in parts, dataset mirrors) each hold a connection
+PROBE_FOLDER = ".mlcore-write-check"  # probe() writes and removes one small object here, under the store's prefix
+PROBE_BODY = b"mlcore checks that it may write here; this object is removed at once\n"
+PROBE_WINDOW_S = 30.0  # how long probe() rides out an endpoint that does not answer
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try before giving up. Only transient failures are retried (see ``s3_errors``)."""
+    """How hard to try before giving up. Only transient failures are retried (see ``s3_errors``).
 
-    attempts: int = 3
-    """Tries of a whole operation (an upload with all its parts, a download, a listing)."""
+    Waits grow exponentially from `base_delay_s` up to `max_delay_s`, each drawn between half and all of that
+    (jitter, so many clients do not come back in step). An operation gives up after `attempts` tries or, with
+    `window_s`, once it has kept failing that long, whichever comes first: `window_s` is the longest outage it
+    rides out. The default (3 tries, a few seconds) suits reads a person waits for; a run's store uses
+    :meth:`for_outages`.
+    """
+
+    attempts: int | None = 3
+    """Tries of a whole operation (an upload with all its parts, a download, a listing); None: as many as
+    `window_s` allows."""
     base_delay_s: float = 1.0
     """Wait before the second try; doubles each time, with jitter."""
     max_delay_s: float = 30.0
     """Longest wait between two tries."""
+    window_s: float | None = None
+    """Give up once an operation has been failing this long, counted from the start of its first failing try;
+    None: `attempts` alone decides."""
     botocore_attempts: int = 5
     """Tries of each single HTTP request inside one whole try (botocore's "standard" retry mode)."""
 
+    def __post_init__(self) -> None:
+        if self.attempts is None and self.window_s is None:
+            raise ValueError("RetryPolicy needs attempts or window_s: otherwise it would retry forever")
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError("RetryPolicy.attempts must be at least 1")
+
+    @classmethod
+    def for_outages(cls, minutes: float, **changes: Any) -> RetryPolicy:
+        """Any number of tries while an operation has been failing for less than MINUTES, 1 s to 30 s apart."""
+        return cls(**{"attempts": None, "window_s": max(0.0, minutes) * 60.0, **changes})
+
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        """The wait after failed try number ATTEMPT (1-based): capped exponential backoff with jitter."""
+        capped = min(self.max_delay_s, self.base_delay_s * 2 ** min(attempt - 1, 32))
+        return capped * random.uniform(0.5, 1.0)
+
+    def wait_before_next(self, attempt: int, failing_for: float) -> float | None:
+        """Seconds to wait before another try after try ATTEMPT failed, the operation having failed for
+        FAILING_FOR seconds; None: give up. The last wait ends when the window does, so its end gets one more try."""
+        if self.attempts is not None and attempt >= self.attempts:
+            return None
+        wait = self.delay(attempt)
+        if self.window_s is not None:
+            left = self.window_s - failing_for
+            if left <= 0:
+                return None
+            wait = min(wait, left)
+        return wait
+
+    def describe(self) -> str:
+        """``"up to 3 tries"`` / ``"tries for 10 min"``: for log lines."""
+        if self.window_s is None:
+            return f"up to {self.attempts} tries"
+        return f"tries for {duration(self.window_s)}" + (f", at most {self.attempts}" if self.attempts else "")
 
 
 def make_s3_client(
@@ -171,11 +225,25 @@ class S3Store(ArtifactStore):
 
     # -- the retry loop every operation goes through -------------------------------------------------------------
 
-    def attempt(self, action: str, key: str, operation: Callable[[], T], *, bare_404_means_bucket: bool = False) -> T:
-        """OPERATION's result, trying again after a transient S3 failure; a permanent one, or the last transient
-        one, becomes a StorageError naming ``s3://bucket/prefix/KEY`` (never the endpoint or the credentials)."""
+    def attempt(
+        self,
+        action: str,
+        key: str,
+        operation: Callable[[], T],
+        *,
+        bare_404_means_bucket: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> T:
+        """OPERATION's result, trying again after a transient S3 failure as `retry` (default: the store's policy)
+        allows; a permanent failure, or the last transient one, becomes a StorageError naming
+        ``s3://bucket/prefix/KEY`` (never the endpoint or the credentials)."""
+        policy = retry or self.retry
         where = self.url_for(key)
-        for attempt in range(1, self.retry.attempts + 1):
+        failing_since: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
             try:
                 return operation()
             except Exception as exc:
@@ -185,27 +253,66 @@ class S3Store(ArtifactStore):
                     raise permanent_error(
                         exc, action=action, where=where, bucket=self.bucket, bare_404_means_bucket=bare_404_means_bucket
                     ) from None
-                if attempt == self.retry.attempts:
-                    raise exhausted_error(exc, action=action, where=where, attempts=attempt) from None
-                delay = self.retry.delay(attempt)
+                if failing_since is None:
+                    failing_since = started
+                failing_for = time.monotonic() - failing_since
+                wait = policy.wait_before_next(attempt, failing_for)
+                if wait is None:
+                    # raised inside the except block: the last failure stays its __context__ (tasks read it)
+                    raise exhausted_error(
+                        exc, action=action, where=where, attempts=attempt, seconds=failing_for
+                    ) from None
                 log.warning(
-                    "%s of %s failed (%s); trying again in %.1f s (%d of %d)",
+                    "%s of %s failed (%s); trying again in %.1f s (try %d, failing for %s; %s)",
                     action,
                     where,
                     describe(exc),
-                    delay,
+                    wait,
                     attempt + 1,
-                    self.retry.attempts,
+                    duration(failing_for),
+                    policy.describe(),
                 )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+                time.sleep(wait)
 
-    def check(self) -> None:
+    def check(self, *, retry: RetryPolicy | None = None) -> None:
         """Fail now, with one clear error, if the bucket is missing or the credentials cannot reach it."""
         self.attempt(
-            "check bucket", "", lambda: self.client.head_bucket(Bucket=self.bucket), bare_404_means_bucket=True
+            "check bucket",
+            "",
+            lambda: self.client.head_bucket(Bucket=self.bucket),
+            bare_404_means_bucket=True,
+            retry=retry,
         )
         self._bucket_seen = True
+
+    def probe(self, *, window_s: float = PROBE_WINDOW_S) -> None:
+        """Fail now, with the messages the store step would give hours later, unless the bucket exists, the
+        credentials are accepted and they may write here: a small object is written under the prefix and removed.
+
+        Transient failures are retried for `window_s` seconds only, so an endpoint that is down is reported before
+        any work starts rather than ridden out. Not being allowed to remove the object is logged, not raised: the
+        store itself deletes only uploads that read back wrong.
+        """
+        policy = replace(self.retry, attempts=None, window_s=window_s)
+        self.check(retry=policy)
+        key = f"{PROBE_FOLDER}/{secrets.token_hex(8)}"
+        object_key = self._object_key(key)
+        extra = {"ChecksumSHA256": _b64_sha256(hashlib.sha256(PROBE_BODY).hexdigest())} if self.checksums else {}
+        self.attempt(
+            "write check",
+            key,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=object_key, Body=PROBE_BODY, **extra),
+            retry=policy,
+        )
+        try:
+            self.attempt(
+                "remove write check",
+                key,
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=object_key),
+                retry=policy,
+            )
+        except StorageError as error:
+            log.warning("the write check object was left in the store: %s", error)
 
     def _head(self, key: str, action: str) -> dict[str, Any] | None:
         """The object's headers, or None when there is no such key (after making sure the bucket itself exists)."""
@@ -244,7 +351,13 @@ class S3Store(ArtifactStore):
             else:
                 extra["ChecksumAlgorithm"] = "SHA256"  # each part is checked; SHA256 has no full-object MPU form
 
+        tries = 0
+
         def upload_and_check() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and self._holds(object_key, sha, size):
+                return  # the previous try's upload landed and only its answer or read-back was lost
             with TransferManager(self.client, self.transfer_config) as manager:
                 manager.upload(str(source), self.bucket, object_key, extra_args=extra).result()
             head = self.client.head_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
@@ -284,6 +397,30 @@ class S3Store(ArtifactStore):
 
         self.attempt("download", key, download)
         return target
+
+    def _holds(self, object_key: str, sha: str, size: int) -> bool:
+        """Whether `object_key` already holds these bytes (same size, recorded sha256 and checksum)."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=object_key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if error_code(exc) in MISSING_KEY_CODES:
+                return False
+            raise
+        return _upload_mismatch(head, sha, size) is None
+
+    def lookup(self, key: str) -> StoredFile | None:
+        """Size and recorded sha256 of the object under `key` (one HEAD request); None when there is none, or it
+        records no sha256 (not stored by mlcore)."""
+        key = normalize_key(key)
+        head = self._head(key, "look up")
+        recorded = (head or {}).get("Metadata", {}).get(SHA256_METADATA)
+        if head is None or not recorded:
+            return None
+        return StoredFile(key, recorded, int(head["ContentLength"]))
+
+    def delete(self, key: str) -> None:
+        key = normalize_key(key)
+        self.attempt("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key)))
 
     def head(self, key: str) -> dict[str, Any] | None:
         """The object's headers (ContentLength, ETag, Metadata, ...), or None when nothing is stored under `key`."""

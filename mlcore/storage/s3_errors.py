@@ -94,9 +94,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """A short, endpoint-free description: ``"SlowDown (HTTP 503)"``, ``"ConnectionClosedError"``."""
+    """A short, endpoint-free description: ``"SlowDown (HTTP 503)"``, ``"HTTP 503"``, ``"ConnectionClosedError"``."""
     if isinstance(exc, ClientError):
-        return f"{error_code(exc) or 'error'} (HTTP {http_status(exc)})"
+        code, status = error_code(exc), http_status(exc)
+        if not code or code == str(status):  # a HEAD answer has no body to name the error
+            return f"HTTP {status}"
+        return f"{code} (HTTP {status})"
     if isinstance(exc, VerificationMismatch):
         return str(exc)
     if isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
@@ -142,12 +145,25 @@ def permanent_error(
     return StorageError(f"{action}: {describe(exc)}", where=where, fix=ENDPOINT_FIX)
 
 
-def exhausted_error(exc: BaseException, *, action: str, where: str, attempts: int) -> StorageError:
+def exhausted_error(
+    exc: BaseException, *, action: str, where: str, attempts: int, seconds: float | None = None
+) -> StorageError:
+    """The give-up error after `attempts` tries that kept failing for `seconds` (from the first failing try)."""
+    during = "" if seconds is None else f" over {duration(seconds)}"
     return StorageError(
-        f"{action} failed {attempts} times; last error: {describe(exc)}",
+        f"{action} failed {attempts} times{during}; last error: {describe(exc)}",
         where=where,
         fix=ENDPOINT_FIX,
     )
+
+
+def duration(seconds: float) -> str:
+    """``0.4`` -> ``"0.4 s"``, ``75`` -> ``"75 s"``, ``600`` -> ``"10 min"``: for people."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min".replace(".0 min", " min")
 
 
 def _message(exc: ClientError) -> str:

@@ -66,7 +66,9 @@ def test_the_run_is_stored_with_a_verified_manifest_and_its_lineage(first_run) -
     assert not any("checkpoints/" in key or "cache/" in key for key in keys)
     assert set(manifest.lineage.teacher_adapters) and manifest.lineage.student_sha256
     assert set(manifest.lineage.exports) >= {"model.onnx"}
-    assert f"stored at: `{stored.url}`" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()  # rewritten by the store step with its outcome
+    assert f"**stored and verified** at `{stored.url}`" in report and "being stored" not in report
+    assert (store.root / stored.run_id / "report.md").read_text() == report  # the stored report is the same file
 
 
 def test_the_run_publishes_report_table_and_progress_artifacts(first_run) -> None:

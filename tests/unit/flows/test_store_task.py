@@ -17,9 +17,9 @@ from mlcore.data.demo import make_demo_dataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import DatasetReport, prepare_dataset
 from mlcore.reporting import ModelScores, PipelineRun, pipeline_markdown
-from mlcore.storage import LocalStore, StorageError, open_store, read_manifest, verify_manifest
+from mlcore.storage import LocalStore, StorageError, open_store, read_manifest, read_plan, verify_manifest
 from tasks.policy import retry_transient
-from tasks.store import StoreUnreachable, store_run_task, store_target, stored_run_url
+from tasks.store import pending_status, store_run_task, store_target, stored_run_url
 from tests.unit.storage.conftest import DUMMY_KEY_ID, DUMMY_SECRET
 
 RUN_ID = "20260101-000000-abcdef"
@@ -79,11 +79,19 @@ def run(prepared: Path, tmp_path: Path) -> PipelineRun:
     _write(root / "benchmark" / "report.png", os.urandom(100))
     for name in LEFT_OUT:
         _write(root / name, b"left out")
+    export_files = [{"name": name, "format": "onnx", "precision": precision, "size_mb": 0.001}
+                    for name, precision in (("model.onnx", "fp32"), ("model.int8.onnx", "int8"))]
     return PipelineRun(
         run_dir=root, dataset=report, settings={}, splits={},
-        teachers=SimpleNamespace(adapters=adapters, metrics_path=root / "teachers" / "metrics.json"),
-        student=SimpleNamespace(output_dir=root / "student", best_path=root / "student" / "best.pt"),
-        export=SimpleNamespace(output_dir=root / "export", files=[{"name": "model.onnx"}, {"name": "model.int8.onnx"}]),
+        # the fields the store step and the report read
+        teachers=SimpleNamespace(adapters=adapters, metrics_path=root / "teachers" / "metrics.json", runs={},
+                                 mode="detection_only", device="cpu"),
+        student=SimpleNamespace(output_dir=root / "student", best_path=root / "student" / "best.pt",
+                                student="yolov8n", best_metric="map50", best=0.5, best_epoch=1, epochs=[{}],
+                                teacher_calls=3),
+        export=SimpleNamespace(output_dir=root / "export", files=export_files, quantized=None, gate=None,
+                               gate_skipped_reason=None, recommended=root / "export" / "model.onnx",
+                               recommended_reason="float model", report_path=root / "export" / "export.json"),
         scores=[ModelScores("best.pt", "pytorch", str(root / "student" / "best.pt"), {}, 3,
                             output_dir=str(root / "evaluation" / "best.pt"))],
         benchmark_files={"json": root / "benchmark" / "report.json", "plot": root / "benchmark" / "report.png"})
@@ -99,10 +107,12 @@ def _copied_report(folder: Path) -> DatasetReport:
 
 @pytest.fixture
 def links(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """The link artifacts the task publishes (`.fn` runs outside a flow run, with no API to send them to)."""
+    """The link artifacts the task publishes (`.fn` runs outside a flow run, with no API to send them to); the
+    report's new version (a markdown artifact) is dropped."""
     published: list[dict] = []
     monkeypatch.setattr("tasks.store.create_link_artifact", lambda link, **options: published.append(
         {"link": link, **options}))
+    monkeypatch.setattr("tasks.store.create_markdown_artifact", lambda *args, **options: None)
     return published
 
 
@@ -130,14 +140,21 @@ def test_a_run_is_stored_in_a_folder_with_a_verified_manifest_and_its_lineage(ru
     assert [(link["key"], link["link"]) for link in links] == [
         ("stored-run", (store_dir / RUN_ID).as_uri()),
         ("stored-run-manifest", (store_dir / RUN_ID / "manifest.json").as_uri())]
+    # the report says what happened, and the stored report is the run folder's, byte for byte
+    for name in ("report.md", "report.html"):
+        assert (store_dir / RUN_ID / name).read_bytes() == (root / name).read_bytes()
+    assert f"**stored and verified** at `{store_dir / RUN_ID}`" in (root / "report.md").read_text()
+    assert stored.sent == len(KEPT) and stored.skipped == 0
 
 
-def test_the_report_names_where_the_run_is_stored(run) -> None:
+def test_the_report_names_where_the_run_is_being_stored(run) -> None:
     target = store_target("runs")  # relative to the working folder, made absolute for links and the report
     assert target == str(Path("runs").resolve())
-    stored_at = stored_run_url(target, RUN_ID)
-    summary = PipelineRun(run_dir=run.run_dir, dataset=run.dataset, settings={}, splits={}, stored_at=stored_at)
-    assert f"stored at: `{Path('runs').resolve() / RUN_ID}`" in pipeline_markdown(summary)
+    status = pending_status(run.run_dir, target, RUN_ID)
+    summary = PipelineRun(run_dir=run.run_dir, dataset=run.dataset, settings={}, splits={}, store=status)
+    text = pipeline_markdown(summary)
+    assert f"being stored at `{Path('runs').resolve() / RUN_ID}`" in text
+    assert f"`mlcore store {run.run_dir} --store {target}`" in text  # how to finish it, should the store not end
     assert stored_run_url("s3://team/runs", RUN_ID) == f"s3://team/runs/{RUN_ID}"
     assert store_target(None) is None and store_target("none") is None and store_target("") is None
     with pytest.raises(StorageError, match="unsupported store"):
@@ -169,24 +186,32 @@ def test_a_missing_bucket_fails_the_task_at_once_without_a_retry(run, links, aws
     assert aws_env not in state.message and DUMMY_SECRET not in state.message
 
 
-def test_an_endpoint_that_stays_down_is_raised_for_prefect_to_retry(run, links, monkeypatch) -> None:
+def test_an_endpoint_that_stays_down_fails_the_task_once_with_the_command_that_finishes_it(
+        run, links, monkeypatch, tmp_path) -> None:
     from botocore.exceptions import EndpointConnectionError
 
     from mlcore.storage.s3_errors import exhausted_error
 
     class DownStore(LocalStore):
-        def put_file(self, local_path, key):  # what S3Store raises once its own retries are spent
+        def put_file(self, local_path, key):  # what S3Store raises once its retry window is spent
             try:
                 raise EndpointConnectionError(endpoint_url="http://10.1.2.3:9000")
             except EndpointConnectionError as exc:
-                raise exhausted_error(exc, action="upload", where=f"s3://team/{key}", attempts=3) from None
+                raise exhausted_error(exc, action="upload", where=f"s3://team/{key}", attempts=9,
+                                      seconds=600) from None
 
-    monkeypatch.setattr("tasks.store.open_store", lambda location: DownStore(location))
-    with pytest.raises(StoreUnreachable) as caught:
-        store_run_task.fn(run, "unused", RUN_ID)
-    assert retry_transient(store_run_task, None, SimpleNamespace(data=caught.value))
-    assert "failed 3 times" in str(caught.value) and "10.1.2.3" not in str(caught.value)
-    assert store_run_task.retries >= 1 and store_run_task.retry_condition_fn is retry_transient
+    monkeypatch.setattr("tasks.store.open_store", lambda location, **options: DownStore(location))
+    target = str(tmp_path / "runs")
+    state = store_run_task.fn(run, target, RUN_ID)
+
+    # returned, not raised: one message, no traceback, and no Prefect retry to upload everything again
+    assert state.is_failed() and not retry_transient(store_run_task, None, state) and store_run_task.retries == 0
+    assert "not stored: " in state.message and "upload failed 9 times over 10 min" in state.message
+    assert f"mlcore store {run.run_dir} --store {target}" in state.message and "10.1.2.3" not in state.message
+    report = (run.run_dir / "report.md").read_text()
+    assert "**not stored** at" in report and "upload failed 9 times" in report and "stored and verified" not in report
+    assert f"`mlcore store {run.run_dir} --store {target}`" in report
+    assert read_plan(run.run_dir).run_id == RUN_ID and not links
 
 
 def test_an_adapter_whose_weights_changed_is_not_stored_as_its_lineage(run, links, tmp_path) -> None:
@@ -201,7 +226,8 @@ def test_prefect_runs_the_task_once_on_a_permanent_error(prefect_harness, run, a
     from prefect import flow
 
     opened = []
-    monkeypatch.setattr("tasks.store.open_store", lambda location: opened.append(location) or open_store(location))
+    monkeypatch.setattr("tasks.store.open_store", lambda location, **options: opened.append(location) or open_store(
+        location, **options))
     task = store_run_task.with_options(retry_delay_seconds=0)
 
     @flow

@@ -11,7 +11,9 @@ from mlcore.optimization.gate import GateDecision
 from mlcore.optimization.onnx_export import OnnxExport
 from mlcore.optimization.optimize import OptimizationResult
 from mlcore.optimization.quantize import QuantizedModel
-from mlcore.reporting import ModelScores, PipelineRun, StageRecord, pipeline_markdown, write_pipeline_report
+from mlcore.reporting import (ModelScores, PipelineRun, StageRecord, StoreStatus, document_from_json,
+                              document_to_json, pipeline_document, pipeline_markdown, to_html, to_markdown,
+                              with_store_status, write_pipeline_report)
 from mlcore.training.distillation import DistillationResult
 from mlcore.training.teacher_trainer import TeacherRun, TeacherTrainingResult
 
@@ -130,3 +132,35 @@ def test_a_dataset_fetched_from_s3_names_its_source(tmp_path: Path) -> None:
     run.settings["data"] = "s3://team/coco/annotations.json"
     assert (f"dataset source: `s3://team/coco/annotations.json` (fetched into `{tmp_path / 'source'}`)"
             in pipeline_markdown(run))
+
+
+def test_the_stored_copy_section_says_what_happened(tmp_path: Path) -> None:
+    url, command = "s3://team/runs/20260101-000000-abcdef", f"mlcore store {tmp_path} --store s3://team/runs"
+    run = pipeline_run(tmp_path)
+    assert "Stored copy" not in pipeline_markdown(run)  # a run kept only in its folder says nothing about a store
+
+    run.store = StoreStatus("pending", url, command=command)
+    pending = pipeline_markdown(run)
+    assert f"being stored at `{url}` when this report was written" in pending and f"`{command}`" in pending
+    assert pending.index("## Stored copy") < pending.index("## Dataset")  # right after the summary
+
+    document = pipeline_document(run)
+    stored = to_markdown(with_store_status(document, StoreStatus("stored", url, detail="26 files, each checked")))
+    assert f"**stored and verified** at `{url}`" in stored and "26 files, each checked" in stored
+    assert "being stored" not in stored and stored.count("## Stored copy") == 1
+
+    failed = with_store_status(document, StoreStatus("not stored", url, detail=f"{url}/x: upload failed 9 times",
+                                                     fix="check the network", command=command))
+    text, html = to_markdown(failed), to_html(failed)
+    assert f"**not stored** at `{url}`" in text and f"why: {url}/x: upload failed 9 times" in text
+    assert "fix: check the network" in text
+    assert f"to store them later (files already there are not sent again): `{command}`" in text
+    assert "stored and verified" not in text and "<strong>not stored</strong>" in html
+
+
+def test_the_report_document_survives_json(tmp_path: Path) -> None:
+    import json
+
+    document = pipeline_document(pipeline_run(tmp_path))
+    again = document_from_json(json.loads(json.dumps(document_to_json(document))))
+    assert to_markdown(again) == to_markdown(document) and to_html(again) == to_html(document)

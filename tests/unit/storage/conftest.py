@@ -86,6 +86,11 @@ class FlakyProxy:
             start = len(self.requests) + after
             self._plan.extend((start + i, status, code) for i in range(count))
 
+    def heal(self) -> None:
+        """Let every request through from now on."""
+        with self._lock:
+            self._plan.clear()
+
     def _next(self, line: str) -> tuple[bool, int | None, str]:
         with self._lock:
             index = len(self.requests)
