@@ -316,6 +316,10 @@ def _grouped_split(data: ValidatedCoco, labels: dict[int, set[int]], ratios: dic
                    findings: Findings, group_by: re.Pattern[str] | None) -> tuple[dict[str, list[int]], str]:
     """Stratified split of whole groups (copies of one photo stay together), then a check for identical files."""
     groups = image_groups(((image.id, image.file_name, image.out) for image in data.images), group_by)
+    if not groups.source:  # every image alone: the plain image split, the same as before groups existed
+        assignment = stratified_split({k: sorted(v) for k, v in labels.items()}, ratios, seed)
+        _warn_duplicates(data, {image_id: name for name, ids in assignment.items() for image_id in ids}, findings)
+        return assignment, ""
     keys = sorted(set(groups.group_of.values()))
     index_of = {key: i for i, key in enumerate(keys)}
     members: dict[int, list[int]] = defaultdict(list)

@@ -261,7 +261,7 @@ def test_a_killed_training_run_resumes_on_rerun_and_stores_its_outputs(operator_
         stored = [path.parent for path in store.glob("*/manifest.json")]
         assert len(stored) == 1, stored  # the killed run never reached the store step
         assert str(stored[0]) in artifacts["stored-run"]["data"]
-        assert f"stored at: `{stored[0]}`" in report
+        assert "**stored and verified** at" in report and str(stored[0]) in report
 
     from mlcore.storage import LocalStore, verify_manifest
 
