@@ -66,7 +66,6 @@ class ValidatedCoco:
     # Annotations of a known category that were dropped, by category id and the finding code that dropped them.
     dropped: Counter[tuple[int, str]] = field(default_factory=Counter)
     images_without_usable_annotations: int = 0  # annotated in the file, every annotation dropped; left out
-    extra_top_level: dict[str, msgspec.Raw] = field(default_factory=dict)
 
 
 def validate_coco(raw: RawCoco, images_root: Path | ImageRoot, image_check: ImageCheck, progress: bool = True,
