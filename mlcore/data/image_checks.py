@@ -59,12 +59,14 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
             continue
         seen_ids[image.id] = index
         name = normalize_file_name(image.file_name)
-        base = searchable_name(name)
-        if (URL.match(name) or not is_safe_relative(name)) and check != "none" and base \
-                and (root.root / base).is_file():  # the export left absolute paths or URLs; the files are here
+        is_url = URL.match(name) is not None
+        safe = not is_url and is_safe_relative(name)
+        base = "" if safe or check == "none" else searchable_name(name)
+        if base and (root.root / base).is_file():  # the export left absolute paths or URLs; the files are here
             rebased.add(f"{where}.file_name", f"'{image.file_name}' -> '{base}'")
             record, image.file_name, name = replace_fields(record, file_name=base), base, base
-        if URL.match(name):
+            is_url, safe = False, True
+        if is_url:
             urls.add(f"{where}.file_name", f"'{image.file_name}' is a URL; mlcore reads images from a folder",
                      f"'{image.file_name}'")
             rejected[image.id] = urls.code
@@ -73,7 +75,7 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
             windows.add(f"{where}.file_name", f"'{image.file_name}' -> '{name}'")
             record = replace_fields(record, file_name=name)
             image.file_name = name
-        if not is_safe_relative(name):
+        if not safe:
             findings.error("file_name_escapes_root", f"{where}.file_name",
                            f"'{name}' is absolute or leaves the image folder",
                            "use a path relative to the image folder without '..', and pass that folder with --images")
@@ -121,7 +123,8 @@ def check_images(raw: RawCoco, root: ImageRoot, check: ImageCheck, findings: Fin
             out = replace_fields(record, width=width, height=height)
             findings.warning("image_size_filled", where,
                              f"width/height ({_shown(image.width)}x{_shown(image.height)}) missing, fractional or not "
-                             f"positive; read {width}x{height} from the file", "nothing to do: the cleaned copy has them")
+                             f"positive; read {width}x{height} from the file",
+                             "nothing to do: the cleaned copy has them")
         elif probe is not None and probe.size != (width, height):
             hint = (" The file's EXIF orientation rotates it: the JSON may describe the rotated image."
                     if probe.exif_transposed and probe.size == (height, width) else "")

@@ -303,8 +303,8 @@ def _export_split(data: ValidatedCoco, export: MergedExport, findings: Findings)
 
 
 def _warn_duplicates(data: ValidatedCoco, split_of: dict[int, str], findings: Findings) -> None:
-    duplicates = duplicates_across_splits(data.images_root, {i.id: i.file_name for i in data.images if i.id in split_of},
-                                          split_of)
+    names = {image.id: image.file_name for image in data.images if image.id in split_of}
+    duplicates = duplicates_across_splits(data.images_root, names, split_of)
     if duplicates:
         shown = "; ".join(f"'{a}' ({sa}) = '{b}' ({sb})" for a, sa, b, sb in duplicates[:5])
         findings.warning("duplicate_images_across_splits", "images",

@@ -34,8 +34,8 @@ class RecordDecoder:
         self._fix = (f"each entry of '{prefix}' needs {required} of the right types (see docs/ANNOTATION_FORMATS.md)")
         self._converted = FindingGroup(
             Severity.WARNING, "id_converted", f"ids (and iscrowd) in '{prefix}' written as whole-number floats or "
-            "numeric strings were converted to integers", "nothing to do: the cleaned copy has integer ids (the exporter should write "
-            "integers)", prefix)
+            "numeric strings were converted to integers",
+            "nothing to do: the cleaned copy has integer ids (the exporter should write integers)", prefix)
 
     def records(self, raws: list[msgspec.Raw]) -> Iterator[tuple[int, Any, msgspec.Raw | bytes]]:
         for index, raw in enumerate(raws):

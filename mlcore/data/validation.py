@@ -263,9 +263,10 @@ def _compare_given_box(ann: CocoAnnotation, image: ImageRecord, where: str, geom
     the file's own numbers, not a clipped copy)."""
     if ann.bbox is None:
         return
-    problems = Findings()
-    bbox = _given_box(ann, image, where, problems)
+    bbox = _given_box(ann, image, where, _DISCARD)  # the common case: no Findings object per annotation
     if bbox is None:
+        problems = Findings()
+        _given_box(ann, image, where, problems)
         reason = problems.items[0].message.split("; ")[0] if problems.items else "unusable"
         findings.warning("bbox_replaced_by_mask", f"{where}.bbox",
                          f"the file's box is unusable ({reason}); its mask's tight box {_fmt(geometry.bbox)} is used",
@@ -278,6 +279,16 @@ def _compare_given_box(ann: CocoAnnotation, image: ImageRecord, where: str, geom
 
 
 KEEP = object()  # the segmentation goes to the cleaned copy as it was
+
+
+class _Discard:
+    """A findings sink that keeps nothing: for checks whose outcome matters but whose messages do not."""
+
+    def warning(self, *_args: object) -> None:
+        pass
+
+
+_DISCARD: Any = _Discard()
 _polygon_decoder = msgspec.json.Decoder(list[list[float]])
 
 
@@ -323,8 +334,8 @@ def _mask_geometry(ann: CocoAnnotation, decoder: msgspec.json.Decoder, image: Im
         return None, []
     if geometry.overflow > SILENT_CLIP_PX and geometry.area > 0:
         findings.warning("polygon_clipped", path,
-                         f"the polygon reaches {geometry.overflow:g} px outside the {image.width}x{image.height} image; "
-                         f"its box and area are those of the part inside: {_fmt(geometry.bbox)}",
+                         f"the polygon reaches {geometry.overflow:g} px outside the {image.width}x{image.height} "
+                         f"image; its box and area are those of the part inside: {_fmt(geometry.bbox)}",
                          "nothing to do: the cleaned copy has the clipped box and area (the polygon is kept as is)")
     if geometry.area <= 0 or geometry.bbox[2] <= 0 or geometry.bbox[3] <= 0:
         findings.warning("mask_empty", path, "the mask covers no pixel inside the image; removed from the cleaned "

@@ -48,8 +48,9 @@ def cvat_masks(coco: CocoBuilder) -> CocoBuilder:
     coco.category(2, "bus")
     for image_id in (1, 2, 3):
         coco.image(image_id)
-        coco.annotation(image_id, 1, bbox=[10, 10, 20, 15], iscrowd=1, segmentation=uncompressed_rle(80, 100, 10, 10, 20, 15))
-        coco.annotation(image_id, 2, bbox=[50, 30, 30, 30], iscrowd=1, segmentation=uncompressed_rle(80, 100, 50, 30, 30, 30))
+        for category_id, (x, y, w, h) in ((1, (10, 10, 20, 15)), (2, (50, 30, 30, 30))):
+            coco.annotation(image_id, category_id, bbox=[x, y, w, h], iscrowd=1,
+                            segmentation=uncompressed_rle(80, 100, x, y, w, h))
     return coco
 
 
