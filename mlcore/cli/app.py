@@ -14,6 +14,7 @@ from mlcore.cli import deploy
 from mlcore.cli import pipeline as pipeline_commands
 from mlcore.cli import store as store_commands
 from mlcore.cli.augment import augment_app
+from mlcore.cli.pretrain import pretrain_teachers
 from mlcore.errors import MlcoreError
 
 app = typer.Typer(
@@ -255,6 +256,7 @@ def config_check(files: Annotated[list[Path], typer.Argument(help="YAML config f
 app.command("pipeline")(pipeline_commands.pipeline)
 app.command("demo")(pipeline_commands.demo)
 app.command("store")(store_commands.store)
+app.command("pretrain-teachers")(pretrain_teachers)
 # `make run` and older scripts call `mlcore run`: the same as `mlcore demo`.
 app.command("run", help="Same as `mlcore demo`.")(pipeline_commands.demo)
 

@@ -1,19 +1,25 @@
-"""A small generated COCO dataset of simple shapes with exact polygons: the demo's and the tests' data.
+"""Small generated COCO datasets of shapes: the tests' data and the demo's.
 
-Every object is drawn from its own polygon, so the polygon is the ground-truth mask (up to rasterization).
+- `make_demo_dataset`: flat shapes on plain backgrounds with exact polygons (each polygon is its object's mask):
+  quick, the tests' data.
+- `make_field_dataset`: the demo's data, scenes of the `field` domain (textured, cluttered, occluded; see
+  `mlcore.data.shapes_world`), which the shipped demo teachers never saw in pretraining: a labelled set, and a pool
+  of unlabelled images for the teachers to label. Masks are RLE of what stays visible.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mlcore.data.masks import polygon_area
+from mlcore.data.masks import mask_to_rle, polygon_area
+from mlcore.data.shapes_world import Scene, draw_scene
 from mlcore.io import atomic_open, write_json_atomic
 
 DemoMode = Literal["both", "boxes", "masks"]
@@ -88,6 +94,57 @@ def make_demo_dataset(
         "annotations": annotations,
         "categories": CATEGORIES,
     })
+    return annotation_file
+
+
+FIELD_CLASSES = ("circle", "square", "triangle")
+
+
+def make_field_dataset(output_dir: str | Path, *, num_images: int = 60, unlabeled: int = 0,
+                       image_size: tuple[int, int] = (256, 192), mode: DemoMode = "both", negatives: int = 2,
+                       seed: int = 0) -> Path:
+    """Write images/, annotations.json and, with `unlabeled` > 0, unlabeled/ (images only) into output_dir; return
+    the annotation file's path. The last `negatives` labelled images have no objects."""
+    output_dir = Path(output_dir)
+    scenes = [draw_scene(np.random.default_rng([seed, image_id]), "field", image_size, shapes=FIELD_CLASSES,
+                         max_objects=5, empty=image_id > num_images - negatives)
+              for image_id in range(1, num_images + 1)]
+    if unlabeled:
+        (output_dir / "unlabeled").mkdir(parents=True, exist_ok=True)
+        for index in range(1, unlabeled + 1):
+            scene = draw_scene(np.random.default_rng([seed, 1_000_000 + index]), "field", image_size,
+                               shapes=FIELD_CLASSES, max_objects=5)
+            _save_if_changed(Image.fromarray(scene.image), output_dir / "unlabeled" / f"pool_{index:04d}.jpg")
+    return write_scenes_coco(output_dir, scenes, FIELD_CLASSES, mode=mode, prefix="field",
+                             description="mlcore demo: shapes in the field")
+
+
+def write_scenes_coco(output_dir: str | Path, scenes: Sequence[Scene], class_names: Sequence[str], *,
+                      mode: DemoMode = "both", prefix: str = "scene", description: str = "mlcore shapes scenes"
+                      ) -> Path:
+    """Generated scenes as a COCO dataset (images/ and annotations.json, RLE masks of what is visible)."""
+    output_dir = Path(output_dir)
+    (output_dir / "images").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for image_id, scene in enumerate(scenes, start=1):
+        for mask, box, name in zip(scene.masks, scene.boxes, scene.names):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            annotation = {"id": len(annotations) + 1, "image_id": image_id,
+                          "category_id": list(class_names).index(name) + 1, "iscrowd": 0}
+            if mode in ("both", "boxes"):
+                annotation["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+            annotation["area"] = float(mask.sum()) if mode != "boxes" else (x2 - x1) * (y2 - y1)
+            annotation["segmentation"] = mask_to_rle(mask) if mode in ("both", "masks") else []
+            annotations.append(annotation)
+        height, width = scene.image.shape[:2]
+        file_name = f"{prefix}_{image_id:04d}.jpg"
+        _save_if_changed(Image.fromarray(scene.image), output_dir / "images" / file_name)
+        images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+    categories = [{"id": index, "name": name, "supercategory": "shape"}
+                  for index, name in enumerate(class_names, start=1)]
+    annotation_file = output_dir / "annotations.json"
+    write_json_atomic(annotation_file, {"info": {"description": description, "version": "1.0"}, "licenses": [],
+                                        "images": images, "annotations": annotations, "categories": categories})
     return annotation_file
 
 

@@ -50,6 +50,8 @@ def project_models_dir() -> Path | None:
 
 
 DEFAULT_MODELS_DIR = project_models_dir()
+# Weights that ship inside the package (the demo teachers of `mlcore pretrain-teachers`).
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parents[1] / "resources" / "teachers"
 
 
 def models_dir(weights_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -70,8 +72,8 @@ def resolve_weights_folder(preset: TeacherPreset, weights_dir: str | os.PathLike
     """The Hugging Face folder of a full-size preset.
 
     `weights_dir` (or $MLCORE_MODELS_DIR, or the project's models/) is either the models dir holding
-    `<preset folder>/` or that model folder itself (it has a config.json). Missing -> ModelError with the download
-    command.
+    `<preset folder>/` or that model folder itself (it has a config.json); a bundled preset falls back to the copy
+    shipped in mlcore/resources/teachers/. Missing -> ModelError with the download command.
     """
     assert preset.folder is not None, f"preset {preset.name} has no pretrained weights"
     root = models_dir(weights_dir)
@@ -79,17 +81,25 @@ def resolve_weights_folder(preset: TeacherPreset, weights_dir: str | os.PathLike
            f"models/{preset.folder}/ at the project root), or set model.weights_dir or MLCORE_MODELS_DIR to the "
            f"models folder that holds it; offline: copy the folder from a machine with internet and check it with "
            f"`{DOWNLOAD_SCRIPT} --verify-only {preset.folder}`. For tests use preset `tiny`.")
-    if root is None:
+    if preset.bundled:
+        fix = (f"the {preset.name} weights ship with mlcore in {BUNDLED_MODELS_DIR / preset.folder}/: restore them "
+               f"from the repository, or rebuild them with `mlcore pretrain-teachers`")
+    if root is None and not preset.bundled:
         raise ModelError(f"no weights folder for {preset.family} preset {preset.name!r}: neither model.weights_dir "
                          f"nor {MODELS_DIR_ENV} is set, and mlcore does not run from a checkout with a models/ "
                          f"folder", fix=fix)
-    candidates = [root, root / preset.folder] if (root / "config.json").is_file() else [root / preset.folder]
+    candidates = []
+    if root is not None:
+        candidates = [root, root / preset.folder] if (root / "config.json").is_file() else [root / preset.folder]
+    if preset.bundled:
+        candidates.append(BUNDLED_MODELS_DIR / preset.folder)
     for folder in candidates:
         if (folder / "config.json").is_file():
             check_model_type(folder, preset)
             return folder
     raise ModelError(f"pretrained weights for {preset.family} preset {preset.name!r} not found "
-                     f"(expected {root / preset.folder}/config.json and its weights)", where=str(root), fix=fix)
+                     f"(expected {candidates[0]}/config.json and its weights)", where=str(candidates[0].parent),
+                     fix=fix)
 
 
 def check_model_type(folder: Path, preset: TeacherPreset) -> None:

@@ -41,8 +41,8 @@ def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | No
         else:
             sam = config
     if preset is not None:
-        if preset == "tiny":
-            dino.model.preset, sam.model.preset = "tiny", "tiny"
+        if preset in GROUNDING_DINO_PRESETS and preset in SAM_PRESETS:  # tiny, shapes: both teachers
+            dino.model.preset, sam.model.preset = preset, preset
         elif preset in GROUNDING_DINO_PRESETS:
             dino.model.preset = preset
         elif preset in SAM_PRESETS:
@@ -50,6 +50,10 @@ def teacher_configs(config_files: Sequence[str | Path] = (), *, preset: str | No
         else:
             raise ConfigError(f"unknown teacher preset {preset!r}", where="--preset",
                               fix=f"use one of: {', '.join(dict.fromkeys([*GROUNDING_DINO_PRESETS, *SAM_PRESETS]))}")
+        for family, config in (("grounding_dino", dino), ("sam", sam)):
+            if config.model.preset == preset:  # the sizes that suit this preset (a small model wants a higher lr)
+                for section, values in get_preset(family, preset).fine_tuning.items():
+                    setattr(config, section, getattr(config, section).model_copy(update=values))
     for config in (dino, sam):
         if epochs is not None:
             config.training.epochs = epochs

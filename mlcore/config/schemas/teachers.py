@@ -85,10 +85,11 @@ class SamLora(LoraSettings):
 
 
 class GroundingDinoModel(ConfigModel):
-    preset: Literal["tiny", "grounding_dino_swint", "grounding_dino_swinb"] = Field(
+    preset: Literal["tiny", "shapes", "grounding_dino_swint", "grounding_dino_swinb"] = Field(
         default="grounding_dino_swint",
         description="Architecture: grounding_dino_swint (Swin-T + BERT-base, 172 M params), grounding_dino_swinb "
-        "(Swin-B + BERT-base, 232 M) or tiny (~1 M, random weights, for tests and CPU smoke runs).",
+        "(Swin-B + BERT-base, 232 M), shapes (1.8 M, pretrained on generated shapes, ships with mlcore: the demo) "
+        "or tiny (~1 M, random weights, for tests and CPU smoke runs).",
     )
     weights_dir: OptionalPath = Field(default_factory=models_dir_from_env, description=WEIGHTS_DIR_HELP)
 
@@ -214,9 +215,10 @@ class TeacherGroundingDinoLoraConfig(ConfigModel):
 
 
 class SamModel(ConfigModel):
-    preset: Literal["tiny", "sam_vit_b", "sam_vit_l", "sam_vit_h"] = Field(
+    preset: Literal["tiny", "shapes", "sam_vit_b", "sam_vit_l", "sam_vit_h"] = Field(
         default="sam_vit_b",
-        description="Architecture: sam_vit_b (94 M), sam_vit_l (312 M), sam_vit_h (641 M) or tiny (tests).",
+        description="Architecture: sam_vit_b (94 M), sam_vit_l (312 M), sam_vit_h (641 M), shapes (0.5 M, "
+        "pretrained on generated shapes, ships with mlcore: the demo) or tiny (tests).",
     )
     weights_dir: OptionalPath = Field(default_factory=models_dir_from_env, description=WEIGHTS_DIR_HELP)
 
