@@ -25,6 +25,7 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from flows.gpu_stages import gpu_stage
+from flows.parameters import Count, ImageSize, Mode, Text, annotation_mode, given
 from flows.shards import evaluate_in_shards, label_in_shards
 from mlcore.data.prepare import DatasetReport
 from mlcore.data.coco_dataset import CocoDataset
@@ -44,7 +45,6 @@ from tasks.store import (DEFAULT_RETRY_MINUTES, StoredRun, check_run_store, pend
                          store_target)
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
-Mode = Literal["auto", "detection_only", "segmentation_only", "detection_and_segmentation"]
 STAGE_COUNT = 9  # (fetch,) validate, split, teachers, student, export, evaluate, benchmark, report, store
 
 # What `mlcore demo` runs: the generated shapes dataset, tiny teachers, a small student, on the CPU, in minutes.
@@ -101,61 +101,62 @@ class _Stages:
 
 @flow(name="training-pipeline", log_prints=True)
 def training_pipeline(
-    data: str | None = None,
-    val: str | None = None,
-    test: str | None = None,
-    images: str | None = None,
+    data: Text = "",
+    val: Text = "",
+    test: Text = "",
+    images: Text = "",
     mode: Mode = "auto",
-    teacher_preset: str | None = None,
-    student: str | None = None,
-    teacher_epochs: Annotated[int | None, Field(ge=1)] = None,
-    student_epochs: Annotated[int | None, Field(ge=1)] = None,
-    imgsz: Annotated[int | None, Field(ge=32, multiple_of=32)] = None,
+    teacher_preset: Text = "",
+    student: Text = "",
+    teacher_epochs: Count = 0,
+    student_epochs: Count = 0,
+    imgsz: ImageSize = 0,
     export_formats: list[Literal["onnx", "engine"]] = ["onnx"],  # noqa: B006 (a parameter default, never mutated)
     quantize: Literal["int8", "int8-dynamic", "none"] = "int8",
     output: str = "data/runs/latest",
-    device: str | None = None,
+    device: Text = "",
     split: str = "train:0.7,val:0.15,test:0.15",
     seed: int = 42,
     demo_images: Annotated[int, Field(ge=6)] = 24,
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
-    store: str | None = "data/runs",
-    aws_credentials: str | None = None,
+    store: Text = "data/runs",
+    aws_credentials: Text = "",
     store_retry_minutes: Annotated[float, Field(ge=0)] = DEFAULT_RETRY_MINUTES,
     gpu_stages: Literal["in-process", "deployments"] = "in-process",
     label_shards: Annotated[int, Field(ge=1)] = 1,
     eval_shards: Annotated[int, Field(ge=1)] = 1,
-    student_gpus: str | None = None,
+    student_gpus: Text = "",
 ) -> PipelineResult | State:
     """From a COCO dataset to a quantized, evaluated, benchmarked student, with a report.
 
     Args:
-        data: COCO annotation JSON, a path or s3://bucket/key (mirrored with its images into OUTPUT/source first);
-            empty: generate the demo shapes dataset into OUTPUT/dataset.
+        data: COCO annotation JSON, a path on the worker or s3://bucket/key (copied with its images into
+            OUTPUT/source first); empty: generate the demo shapes dataset into OUTPUT/dataset.
         val: validation COCO JSON (path or s3://); empty: split DATA by SPLIT.
         test: test COCO JSON (path or s3://) for the final comparison; empty: the split's test part (or VAL).
-        images: image folder of DATA, a path or s3://bucket/prefix (default: found beside the JSON); also of VAL
-            and TEST when it holds their images. The prepared files record their folder for the later stages.
-        mode: annotation mode; auto detects it from the data.
+        images: image folder of DATA, a path or s3://bucket/prefix; empty: found beside the JSON. Also used for
+            VAL and TEST when it holds their images.
+        mode: annotation mode; auto detects it from the data. boxes, masks and both (the words of mlcore
+            demo-data) are detection_only, segmentation_only and detection_and_segmentation.
         teacher_preset: tiny (CPU smoke runs) or a full-size preset name; empty: the teacher configs' presets.
         student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
-        teacher_epochs: epochs for each teacher; empty: the teacher configs' value.
-        student_epochs: distillation epochs; empty: the student config's value.
-        imgsz: student input size, a multiple of 32; empty: the student config's value.
+        teacher_epochs: epochs for each teacher; 0: the teacher configs' value.
+        student_epochs: distillation epochs; 0: the student config's value.
+        imgsz: student input size in pixels, a multiple of 32 (e.g. 640); 0: the student config's value.
         export_formats: onnx (always written) and/or engine (TensorRT, on a GPU with TensorRT installed).
         quantize: int8 (static, calibrated on the training images), int8-dynamic or none; kept only if the
             accuracy gate passes.
-        output: run folder; a rerun with the same folder reuses the stages that finished.
+        output: run folder on the worker; a rerun with the same folder reuses the stages that finished.
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
         split: split ratios used when no VAL is given.
         seed: seed for the demo data and the split.
         demo_images: images in the generated demo dataset (only without DATA).
         benchmark_runs: timed runs per model in the benchmark.
-        store: where the run's outputs are kept, with a verified manifest.json (sha256s, lineage): a folder (each
-            run in <folder>/<run-id>) or s3://bucket/prefix; empty or "none": only the OUTPUT folder, which the
-            next run into it overwrites.
+        store: where the run's outputs are kept, with a verified manifest.json (sha256s, lineage): a folder on
+            the worker (each run in a subfolder named by its run id) or s3://bucket/prefix; empty or none: only
+            the OUTPUT folder, which the next run into it overwrites.
         aws_credentials: name of a prefect-aws AwsCredentials block for s3:// data and store; empty: the worker's
-            environment / AWS chain (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE, a role).
+            environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID..., AWS_PROFILE, a role).
         store_retry_minutes: how long the store step keeps retrying a request or file that fails with a transient
             error (connection refused or reset, 5xx, throttling): the longest outage it rides out. What already
             arrived is never sent again; after a longer one the run fails, its report says "not stored", and
@@ -169,6 +170,10 @@ def training_pipeline(
         eval_shards: split each evaluation's predictions into this many mapped tasks, merged and scored once.
         student_gpus: GPUs of one machine that distil the student together (DDP), e.g. 0,1; empty: DEVICE alone.
     """
+    # The form's empty values ("", 0) are the stages' None ("the config's value"): the same cache keys as before.
+    data, val, test, images, aws_credentials = map(given, (data, val, test, images, aws_credentials))
+    teacher_preset, student, device, student_gpus = map(given, (teacher_preset, student, device, student_gpus))
+    teacher_epochs, student_epochs, imgsz = map(given, (teacher_epochs, student_epochs, imgsz))
     settings = {key: value for key, value in locals().items()}
     run_dir = Path(output).resolve()
     stages = _Stages(create_progress_artifact(0.0, key="training-pipeline-progress",
@@ -252,7 +257,7 @@ def training_pipeline(
 def _validated(stages: _Stages, data: str, images: str | None, output: Path, split: str | None, seed: int,
                mode: Mode) -> DatasetReport:
     report = stages.run("validate", validate_dataset_task, data, images=images, output=str(output), split=split,
-                        seed=seed, mode=None if mode == "auto" else mode)
+                        seed=seed, mode=annotation_mode(mode))
     if not report.usable:
         raise StageFailed(unusable_dataset_state(report).message)
     return report

@@ -10,6 +10,10 @@ Usage: scripts/setup_environment.sh [--cpu | --gpu] [--help]
 Creates data/, logs/ and configs/{training,distillation,optimization,deployment}/, creates .venv if it is missing,
 installs uv into it, installs requirements.lock with `uv pip sync` and then mlcore itself (editable, no deps).
 
+Chromium: the Prefect UI test (tests/integration/test_prefect_ui.py) drives the distribution's Chromium through
+Playwright. When no chromium is on PATH and the script runs as root where apt-get exists, it installs the `chromium`
+package; otherwise it prints a note and goes on (that test then skips).
+
 onnxruntime: requirements.lock pins the CPU package `onnxruntime` (the `cpu` extra). When `nvidia-smi` works, the
 script swaps it for `onnxruntime-gpu` (the `gpu` extra) at the locked version, or the newest older release when
 that version has no GPU build. The two packages install the same `onnxruntime` module, so never both. The GPU
@@ -23,6 +27,7 @@ Options:
 Environment:
   PYTHON      interpreter used to create .venv (default: python3.11, else python3 if it is 3.11)
   UV_VERSION  uv version installed into .venv (default: 0.13.9)
+  MLCORE_NO_CHROMIUM  set to anything to leave Chromium alone
 EOF
 }
 
@@ -96,6 +101,23 @@ say "installing $LOCK"
 # --no-build-isolation builds with the locked setuptools instead of downloading one.
 say "installing mlcore (editable, no dependencies: they all come from the lock)"
 "$UV" pip install --python "$VENV_PY" --no-deps --no-build-isolation -e .
+
+# The browser for the Prefect UI test. Never `playwright install`: it downloads a browser build of its own, which an
+# offline machine cannot, and the distribution's package is the one that gets security updates. Never fatal.
+find_chromium() { command -v chromium || command -v chromium-browser || true; }
+if [[ -n "${MLCORE_NO_CHROMIUM:-}" ]]; then
+    say "chromium: skipped (MLCORE_NO_CHROMIUM)"
+elif [[ -n "$(find_chromium)" ]]; then
+    say "chromium: $(find_chromium)"
+elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium (apt-get) for the Prefect UI test"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null; then
+        echo "note: chromium could not be installed; the Prefect UI test will skip" >&2
+    fi
+else
+    echo "note: no chromium on PATH (install the distribution's package, e.g. 'sudo apt-get install chromium');" \
+        "the Prefect UI test skips without it" >&2
+fi
 
 if [[ "$onnx_choice" == auto ]]; then
     # timeout: nvidia-smi can hang when the driver is in a bad state.

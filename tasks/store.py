@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.states import Failed, State
 
@@ -64,6 +64,8 @@ from mlcore.storage import (
 )
 from mlcore.storage.location import is_s3_url, unusable_store_message
 from tasks.aws import s3_client_options
+from tasks.report import publish_report
+from tasks.store_links import stored_file_markdown, stored_run_markdown
 
 TIMEOUT_SECONDS = 4 * 3600
 DEFAULT_RETRY_MINUTES = 10.0
@@ -179,9 +181,10 @@ def pending_status(run_dir: str | Path, target: str, run_id: str, aws_credential
 @task(name="store-run", retries=0, cache_policy=NONE, timeout_seconds=TIMEOUT_SECONDS)
 def store_run_task(run: PipelineRun, store: str, run_id: str, aws_credentials: str | None = None,
                    retry_minutes: float = DEFAULT_RETRY_MINUTES) -> StoredRun | State:
-    """Store RUN at STORE (a folder or s3://bucket/prefix) as RUN_ID, with a verified manifest.json; link artifacts
-    to both. AWS_CREDENTIALS: the name of a prefect-aws AwsCredentials block for an s3:// STORE; empty: the worker's
-    environment. RETRY_MINUTES: how long a failing request or file is retried (the longest outage ridden out)."""
+    """Store RUN at STORE (a folder or s3://bucket/prefix) as RUN_ID, with a verified manifest.json; artifacts say
+    where both are and how to get them from another machine (tasks/store_links.py). AWS_CREDENTIALS: the name of a
+    prefect-aws AwsCredentials block for an s3:// STORE; empty: the worker's environment. RETRY_MINUTES: how long a
+    failing request or file is retried (the longest outage ridden out)."""
     url, command = stored_run_url(store, run_id), store_command(run.run_dir, store, aws_credentials)
     planned = False
     try:
@@ -197,12 +200,12 @@ def store_run_task(run: PipelineRun, store: str, run_id: str, aws_credentials: s
         _publish_report(run, "not stored")
         return Failed(message=not_stored_message(error, run.run_dir, command if planned else None))
     _publish_report(run, "stored and verified")
-    create_link_artifact(_link(stored.url), link_text=stored.url, key="stored-run",
-                         description=f"Run {run_id}: {stored.files} files, {stored.bytes / 1e6:.1f} MB, verified "
-                                     f"({stored.sent} sent, {stored.skipped} already stored)")
-    create_link_artifact(_link(stored.manifest_url), link_text=stored.manifest_url, key="stored-run-manifest",
-                         description="sha256 and size of every stored file, and the lineage dataset -> teacher "
-                                     "adapters -> student -> exports")
+    create_markdown_artifact(stored_run_markdown(stored.url), key="stored-run",
+                             description=f"Run {run_id}: {stored.files} files, {stored.bytes / 1e6:.1f} MB, verified "
+                                         f"({stored.sent} sent, {stored.skipped} already stored)")
+    create_markdown_artifact(stored_file_markdown(stored.manifest_url), key="stored-run-manifest",
+                             description="sha256 and size of every stored file, and the lineage dataset -> teacher "
+                                         "adapters -> student -> exports")
     return stored
 
 
@@ -274,12 +277,8 @@ def _publish_report(run: PipelineRun, outcome: str) -> None:
     """A new version of the run report artifact, now that its "Stored copy" section says the outcome."""
     report = Path(run.run_dir) / MARKDOWN_NAME
     if report.is_file():
-        create_markdown_artifact(report.read_text(encoding="utf-8"), key="training-pipeline-report",
-                                 description=f"Training pipeline report ({outcome}); also {report}")
-
-
-def _link(url: str) -> str:
-    return url if "://" in url else Path(url).as_uri()
+        publish_report(report.read_text(encoding="utf-8"), run.run_dir,
+                       f"Training pipeline report ({outcome}); also {report}")
 
 
 __all__ = ["DEFAULT_RETRY_MINUTES", "StoredRun", "check_run_store", "dataset_source", "not_stored_message",

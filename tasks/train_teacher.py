@@ -27,13 +27,14 @@ def teachers_folder(teachers: str | Path | TeacherTrainingResult | None) -> Path
 
 
 def _markdown(result: TeacherTrainingResult) -> str:
+    """The teacher-training artifact: a table that fits the run's page, the paths in a list below it."""
     lines = [f"## Teacher training ({result.mode}, {result.device})", "",
-             "| teacher | preset | best | epoch | trainable | adapter |", "|---|---|---|---|---|---|"]
+             "| teacher | preset | best | epoch | trainable |", "|---|---|---|---|---|"]
     for family, run in result.runs.items():
         best = f"{run.best_metric} {run.best:.4f}" if run.best is not None else "-"
-        lines.append(f"| {family} | {run.preset} | {best} | {run.best_epoch} | {run.lora['ratio']:.3%} | "
-                     f"`{run.adapter_dir}` |")
-    lines += ["", f"metrics: `{result.metrics_path}`"]
+        lines.append(f"| {family} | {run.preset} | {best} | {run.best_epoch} | {run.lora['ratio']:.3%} |")
+    lines += [""] + [f"- {family} adapter: `{run.adapter_dir}`" for family, run in result.runs.items()]
+    lines.append(f"- metrics: `{result.metrics_path}`")
     return "\n".join(lines)
 
 

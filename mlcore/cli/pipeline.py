@@ -38,10 +38,15 @@ RETRY_HELP = ("How long the store step retries a request or file that fails with
 
 
 class Mode(str, Enum):
+    """The flow's `mode` words: the annotation modes, and `mlcore demo-data --mode`'s words for them."""
+
     auto = "auto"
     detection_only = "detection_only"
     segmentation_only = "segmentation_only"
     detection_and_segmentation = "detection_and_segmentation"
+    boxes = "boxes"
+    masks = "masks"
+    both = "both"
 
 
 class Quantize(str, Enum):
@@ -61,7 +66,9 @@ def pipeline(
     images: Annotated[Optional[str], typer.Option(help="Image folder of --data, a path or s3://bucket/prefix "
                                                   "(default: found beside the JSON); also of --val and --test when "
                                                   "it holds their images.")] = None,
-    mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it.")] = Mode.auto,
+    mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it. boxes, masks, both (demo-data's "
+                                       "words) are detection_only, segmentation_only, detection_and_segmentation.")
+                    ] = Mode.auto,
     teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs) or a full-size preset name "
                                                           "(default: the teacher configs').")] = None,
     student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: the "

@@ -6,6 +6,7 @@ One structure, two renderers, so report.md and report.html always say the same t
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -59,6 +60,18 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.2e}"
     return str(value)
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """A float to DIGITS significant digits (still a number: 1056.0479 -> 1056.0); anything else as it is."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def table_records(table: Table) -> list[dict[str, Any]]:
+    """TABLE's rows as records keyed by its headers, numbers rounded: what a Prefect table artifact shows."""
+    return [{header: rounded(value) for header, value in zip(table.headers, row)} for row in table.rows]
 
 
 def to_markdown(document: Document) -> str:

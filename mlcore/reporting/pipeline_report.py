@@ -34,6 +34,7 @@ HTML_NAME = "report.html"
 STORE_SECTION = "Stored copy"
 METRIC_COLUMNS = ("map50_95", "map50", "mask_map50_95", "mask_map50")
 METRIC_HEADERS = ("mAP50-95", "mAP50", "mask mAP50-95", "mask mAP50")
+PATH_SETTINGS = frozenset({"data", "val", "test", "images", "output", "store"})  # listed below the settings table
 
 
 @dataclass
@@ -115,8 +116,7 @@ def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline repor
     if run.stages:
         sections.append(Section("Stages", [Table(["stage", "status", "seconds"],
                                                  [[s.name, s.status, round(s.seconds, 1)] for s in run.stages])]))
-    sections.append(Section("Settings", [Table(["setting", "value"],
-                                               [[key, _setting(value)] for key, value in run.settings.items()])]))
+    sections.append(_settings(run.settings))
     return Document(title, sections)
 
 
@@ -242,11 +242,11 @@ def _teachers(result: TeacherTrainingResult) -> Section:
     for family, run in result.runs.items():
         before = run.baseline.get(run.best_metric)
         gain = None if run.best is None or before is None else run.best - before
-        rows.append([family, run.preset, run.best_metric, run.best, before, gain, run.best_epoch,
-                     f"`{run.adapter_dir}`"])
+        rows.append([family, run.preset, run.best_metric, run.best, before, gain, run.best_epoch])
+    paths = [f"{family} adapter: `{run.adapter_dir}`" for family, run in result.runs.items()]
     return Section(f"Teachers ({result.mode}, {result.device})", [
-        Table(["teacher", "preset", "metric (val)", "best", "before fine-tuning", "gain", "epoch", "adapter"], rows),
-        Paragraph(f"metrics: `{result.metrics_path}`")])
+        Table(["teacher", "preset", "metric (val)", "best", "before fine-tuning", "gain", "epoch"], rows),
+        Bullets(paths + [f"metrics: `{result.metrics_path}`"])])
 
 
 def _student(result: DistillationResult, run_dir: Path) -> Section:
@@ -270,23 +270,43 @@ def _export(result: OptimizationResult, run_dir: Path) -> Section:
     return Section("Export and quantization", blocks)
 
 
-def _models(run: PipelineRun) -> Section:
+def accuracy_table(run: PipelineRun) -> Table:
+    """Each model's accuracy on the test split."""
+    return Table(["model", "kind", *METRIC_HEADERS],
+                 [[score.name, score.kind, *(score.metrics.get(key) for key in METRIC_COLUMNS)]
+                  for score in run.scores])
+
+
+def speed_table(run: PipelineRun) -> Table:
+    """Each model's size and latency at batch 1, from the benchmark."""
     speed = {row["name"]: row for row in run.benchmark_rows}
     rows = []
     for score in run.scores:
         timed = speed.get(score.name, {})
-        rows.append([score.name, score.kind, timed.get("size_mb") if timed else _size_mb(score.path),
-                     *(score.metrics.get(key) for key in METRIC_COLUMNS),
-                     timed.get("p50_ms"), timed.get("fps"), timed.get("speedup")])
+        rows.append([score.name, timed.get("size_mb") if timed else _size_mb(score.path), timed.get("p50_ms"),
+                     timed.get("fps"), timed.get("speedup")])
+    return Table(["model", "size MB", "p50 ms", "FPS", "speed-up x"], rows)
+
+
+def _models(run: PipelineRun) -> Section:
+    """Two narrow tables, accuracy then speed and size, so each fits a page (and the Prefect UI) whole."""
     blocks: list[Any] = [
         Paragraph(f"accuracy on the test split ({run.scores[0].num_images} images); latency at batch 1 on "
                   f"this machine; speed-up against the first timed model; the teachers' size is their LoRA "
                   f"adapters' (the base models come separately)"),
-        Table(["model", "kind", "size MB", *METRIC_HEADERS, "p50 ms", "FPS", "speed-up x"], rows)]
+        accuracy_table(run), speed_table(run)]
     plot = run.benchmark_files.get("plot")
     if plot is not None and Path(plot).is_file():
         blocks.append(Image(_relative(plot, run.run_dir), "latency and accuracy per model"))
     return Section("Teacher vs student vs exports", blocks)
+
+
+def _settings(settings: Mapping[str, Any]) -> Section:
+    """The run's parameters: a two-column table, and the paths in a list below it (a long path would widen the
+    table past the page)."""
+    rows = [[key, _setting(value)] for key, value in settings.items() if key not in PATH_SETTINGS]
+    paths = [f"{key}: `{value}`" if value else f"{key}: -" for key, value in settings.items() if key in PATH_SETTINGS]
+    return Section("Settings", [Table(["setting", "value"], rows)] + ([Bullets(paths)] if paths else []))
 
 
 def _relative(path: str | os.PathLike[str], root: Path) -> str:
@@ -311,5 +331,6 @@ def _setting(value: Any) -> str:
 
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "STORE_SECTION", "ModelScores", "PipelineRun", "StageRecord", "StoreStatus",
-           "document_from_json", "document_to_json", "gate_summary", "pipeline_document", "pipeline_markdown",
-           "store_section", "with_store_status", "write_pipeline_report", "write_report_document"]
+           "accuracy_table", "document_from_json", "document_to_json", "gate_summary", "pipeline_document",
+           "pipeline_markdown", "speed_table", "store_section", "with_store_status", "write_pipeline_report",
+           "write_report_document"]

@@ -61,7 +61,7 @@ def test_the_dataset_is_fetched_from_s3_and_the_run_stored_there(s3_run) -> None
     assert manifest.lineage.dataset_source == s3_run["url"]  # trained on the local copy; named by where it came from
     assert {"student/best.pt", "export/model.onnx", "prepared/.mode_config.json", "report.md"} <= {
         entry.key for entry in manifest.files}
-    assert f"| data | {s3_run['url']} |" in (run_dir / "report.md").read_text()  # the settings name the S3 dataset
+    assert f"data: `{s3_run['url']}`" in (run_dir / "report.md").read_text()  # the settings name the S3 dataset
 
 
 def test_no_secret_in_output_reports_manifest_logs_or_artifacts(s3_run) -> None:

@@ -285,9 +285,9 @@ def test_every_model_is_pinned_to_a_commit_and_the_presets_name_the_same_reposit
     models = ROOT / "models"
     assert plan.pop("models folder") == str(models)
     assert plan == {name: f"{repo}@{revision} -> {models}/{name}" for name, (repo, revision) in PINNED.items()}
-    full_size = {preset.folder: preset.hub_repository for registry in PRESETS.values()
-                 for preset in registry.values() if preset.needs_weights}
-    assert full_size == {name: repo for name, (repo, _) in PINNED.items()}
+    downloaded = {preset.folder: preset.hub_repository for registry in PRESETS.values()
+                  for preset in registry.values() if preset.needs_weights and not preset.bundled}
+    assert downloaded == {name: repo for name, (repo, _) in PINNED.items()}
     assert not (tmp_path / "models").exists()  # neither the current directory nor anything else was written
 
 

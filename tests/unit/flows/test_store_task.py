@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,12 +108,12 @@ def _copied_report(folder: Path) -> DatasetReport:
 
 @pytest.fixture
 def links(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """The link artifacts the task publishes (`.fn` runs outside a flow run, with no API to send them to); the
-    report's new version (a markdown artifact) is dropped."""
+    """The stored-run artifacts the task publishes (`.fn` runs outside a flow run, with no API to send them to);
+    the report's new version is dropped."""
     published: list[dict] = []
-    monkeypatch.setattr("tasks.store.create_link_artifact", lambda link, **options: published.append(
-        {"link": link, **options}))
-    monkeypatch.setattr("tasks.store.create_markdown_artifact", lambda *args, **options: None)
+    monkeypatch.setattr("tasks.store.create_markdown_artifact", lambda markdown, **options: published.append(
+        {"markdown": markdown, **options}))
+    monkeypatch.setattr("tasks.report.create_markdown_artifact", lambda *args, **options: None)
     return published
 
 
@@ -137,9 +138,13 @@ def test_a_run_is_stored_in_a_folder_with_a_verified_manifest_and_its_lineage(ru
         for family in ("grounding_dino", "sam")}
     assert lineage.student_sha256 == _sha(root / "student" / "best.pt")
     assert lineage.exports == {name: _sha(root / "export" / name) for name in ("model.onnx", "model.int8.onnx")}
-    assert [(link["key"], link["link"]) for link in links] == [
-        ("stored-run", (store_dir / RUN_ID).as_uri()),
-        ("stored-run-manifest", (store_dir / RUN_ID / "manifest.json").as_uri())]
+    # where the run is, for a person on another machine: the worker's name and the path, not a file:// link
+    assert [link["key"] for link in links] == ["stored-run", "stored-run-manifest"]
+    host = socket.gethostname()
+    assert f"**`{store_dir / RUN_ID}`** on `{host}`" in links[0]["markdown"]
+    assert f"rsync -a {host}:{store_dir / RUN_ID} ." in links[0]["markdown"]
+    assert f"**`{store_dir / RUN_ID / 'manifest.json'}`** on `{host}`" in links[1]["markdown"]
+    assert "file://" not in json.dumps(links)
     # the report says what happened, and the stored report is the run folder's, byte for byte
     for name in ("report.md", "report.html"):
         assert (store_dir / RUN_ID / name).read_bytes() == (root / name).read_bytes()
@@ -172,7 +177,8 @@ def test_a_run_is_stored_in_s3_without_credentials_or_endpoint_in_artifacts_or_l
     store = open_store(f"s3://{bucket}/team/runs")
     assert verify_manifest(store, RUN_ID).lineage == stored.lineage  # every object's bytes hashed again
     assert read_manifest(store, RUN_ID).lineage.student_sha256 == _sha(run.run_dir / "student" / "best.pt")
-    assert [link["link"] for link in links] == [stored.url, f"{stored.url}/manifest.json"]
+    assert f"**`{stored.url}`**" in links[0]["markdown"] and f"**`{stored.url}/manifest.json`**" in links[1]["markdown"]
+    assert f"aws s3 cp --recursive {stored.url} {RUN_ID}" in links[0]["markdown"]
     published = json.dumps(links) + store.read_bytes(f"{RUN_ID}/manifest.json").decode() + caplog.text + repr(stored)
     for secret in (DUMMY_KEY_ID, DUMMY_SECRET, aws_env, aws_env.removeprefix("http://")):
         assert secret not in published
