@@ -1,6 +1,6 @@
 """The demo's quality chain: does every stage add measured quality? Everything scored on the held-out test split.
 
-    python benchmarks/bench_quality.py            # the demo's sizes (~15-25 minutes on 2 cores)
+    python benchmarks/bench_quality.py            # the demo's sizes (`mlcore demo`), ~20 minutes on 2 cores
     python benchmarks/bench_quality.py --quick    # a smaller seeded run (~5 minutes)
 
 Data: `make_field_dataset` (the `field` domain: textured, cluttered, occluded shapes), which the shipped `shapes`
@@ -32,6 +32,7 @@ from bench_distillation import student_map, teacher_map  # noqa: E402
 from machine import code_version, machine_info  # noqa: E402
 
 RESULT = HERE / "results" / "quality_chain_cpu.json"
+SPLIT = "train:0.6,val:0.2,test:0.2"  # as `mlcore demo`
 GOALS = {
     "zero_shot_map50": ">= 0.5",
     "lora_gain_map50_95": ">= +0.10 over zero-shot",
@@ -46,7 +47,7 @@ def prepare(root: Path, labelled: int, pool: int, seed: int) -> tuple[Path, Path
     from mlcore.data.prepare import prepare_dataset
 
     source = make_field_dataset(root / "field", num_images=labelled, unlabeled=pool, seed=seed)
-    report = prepare_dataset(source, output_dir=root / "prepared", split="train:0.5,val:0.2,test:0.3", seed=seed,
+    report = prepare_dataset(source, output_dir=root / "prepared", split=SPLIT, seed=seed,
                              progress=False)
     assert report.usable, report.outputs
     return root / "prepared", root / "field" / "unlabeled"
@@ -148,7 +149,7 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
     teacher_map50_95 = tuned["box"]["map50_95"]
     return {
         "data": {"domain": "field (never seen in pretraining)", "labelled": args.labelled, "pool": args.pool,
-                 "split": "train:0.5,val:0.2,test:0.3", "image_size": [256, 192], "mode": mode.annotation_mode,
+                 "split": SPLIT, "image_size": [256, 192], "mode": mode.annotation_mode,
                  "classes": mode.class_names, "seed": args.seed},
         "budget": {"teacher_epochs": args.teacher_epochs, "student_epochs": args.student_epochs,
                    "imgsz": args.imgsz, "batch": args.batch},
@@ -173,10 +174,10 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labelled", type=int, default=80)
-    parser.add_argument("--pool", type=int, default=200)
+    parser.add_argument("--pool", type=int, default=160)
     parser.add_argument("--teacher-epochs", type=int, default=20)
-    parser.add_argument("--student-epochs", type=int, default=30)
-    parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--student-epochs", type=int, default=15)
+    parser.add_argument("--imgsz", type=int, default=192)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--forgetting-images", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)

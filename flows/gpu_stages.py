@@ -70,7 +70,8 @@ def train_teachers_stage(data: str, val: str, output: str, preset: str | None = 
 def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: str,
                   student: str | None = None, epochs: int | None = None, imgsz: int | None = None,
                   device: str | None = None, teacher_cache: str | None = None, devices: str | None = None,
-                  images: str | None = None, val_images: str | None = None) -> DistillationResult | State:
+                  images: str | None = None, val_images: str | None = None,
+                  unlabeled: str | None = None) -> DistillationResult | State:
     """Distil the teachers into a student in OUTPUT (the pipeline's distill stage).
 
     Args:
@@ -86,11 +87,12 @@ def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: s
         devices: GPUs of the worker's machine that distil together (DDP), e.g. 0,1; empty: DEVICE alone.
         images: image folder of DATA (and of VAL when VAL_IMAGES is empty); empty: the folder validate recorded.
         val_images: image folder of VAL; empty: IMAGES.
+        unlabeled: folder of images without annotations that the teachers label for the student; empty: none.
     """
     task = _cached(train_student_task, output)
     return _flow_state(task(data, val, _teachers_record(teachers), output, student=student, epochs=epochs,
                             imgsz=imgsz, device=device, teacher_cache=teacher_cache, devices=devices,
-                            images=images, val_images=val_images, return_state=True))
+                            images=images, val_images=val_images, unlabeled=unlabeled, return_state=True))
 
 
 def _teachers_record(teachers: str | dict[str, Any]) -> str | TeacherTrainingResult:

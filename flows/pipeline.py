@@ -47,10 +47,12 @@ from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 STAGE_COUNT = 9  # (fetch,) validate, split, teachers, student, export, evaluate, benchmark, report, store
 
-# What `mlcore demo` runs: the generated shapes dataset, tiny teachers, a small student, on the CPU, in minutes.
+# What `mlcore demo` runs, on the CPU in minutes: shapes in the field (a labelled set and an unlabelled pool), the
+# shipped `shapes` teachers (pretrained on another domain: docs/DEMO_TEACHERS.md) tuned with LoRA, a small student.
 DEMO_PARAMETERS: dict[str, Any] = {
-    "teacher_preset": "tiny", "teacher_epochs": 1, "student_epochs": 6, "imgsz": 192, "device": "cpu",
-    "demo_images": 24, "benchmark_runs": 3, "quantize": "int8", "output": "data/demo",
+    "teacher_preset": "shapes", "teacher_epochs": 20, "student_epochs": 6, "imgsz": 192, "device": "cpu",
+    "demo_images": 80, "demo_unlabeled": 160, "split": "train:0.6,val:0.2,test:0.2", "benchmark_runs": 3,
+    "quantize": "int8", "output": "data/demo",
 }
 
 
@@ -105,6 +107,7 @@ def training_pipeline(
     val: Text = "",
     test: Text = "",
     images: Text = "",
+    unlabeled: Text = "",
     mode: Mode = "auto",
     teacher_preset: Text = "",
     student: Text = "",
@@ -118,6 +121,7 @@ def training_pipeline(
     split: str = "train:0.7,val:0.15,test:0.15",
     seed: int = 42,
     demo_images: Annotated[int, Field(ge=6)] = 24,
+    demo_unlabeled: Annotated[int, Field(ge=0)] = 0,
     benchmark_runs: Annotated[int, Field(ge=1)] = 5,
     store: Text = "data/runs",
     aws_credentials: Text = "",
@@ -136,9 +140,12 @@ def training_pipeline(
         test: test COCO JSON (path or s3://) for the final comparison; empty: the split's test part (or VAL).
         images: image folder of DATA, a path or s3://bucket/prefix; empty: found beside the JSON. Also used for
             VAL and TEST when it holds their images.
+        unlabeled: folder of images without annotations, a path on the worker: the teachers label them and the
+            student trains on them too; empty: the annotated images only (the demo uses its generated pool).
         mode: annotation mode; auto detects it from the data. boxes, masks and both (the words of mlcore
             demo-data) are detection_only, segmentation_only and detection_and_segmentation.
-        teacher_preset: tiny (CPU smoke runs) or a full-size preset name; empty: the teacher configs' presets.
+        teacher_preset: tiny (CPU smoke runs), shapes (the demo's pretrained teachers) or a full-size preset name;
+            empty: the teacher configs' presets.
         student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
         teacher_epochs: epochs for each teacher; 0: the teacher configs' value.
         student_epochs: distillation epochs; 0: the student config's value.
@@ -150,7 +157,9 @@ def training_pipeline(
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.
         split: split ratios used when no VAL is given.
         seed: seed for the demo data and the split.
-        demo_images: images in the generated demo dataset (only without DATA).
+        demo_images: labelled images in the generated demo dataset (only without DATA).
+        demo_unlabeled: images in the demo's unlabelled pool, which the teachers label for the student (only
+            without DATA).
         benchmark_runs: timed runs per model in the benchmark.
         store: where the run's outputs are kept, with a verified manifest.json (sha256s, lineage): a folder on
             the worker (each run in a subfolder named by its run id) or s3://bucket/prefix; empty or none: only
@@ -171,7 +180,8 @@ def training_pipeline(
         student_gpus: GPUs of one machine that distil the student together (DDP), e.g. 0,1; empty: DEVICE alone.
     """
     # The form's empty values ("", 0) are the stages' None ("the config's value"): the same cache keys as before.
-    data, val, test, images, aws_credentials = map(given, (data, val, test, images, aws_credentials))
+    data, val, test, images, unlabeled = map(given, (data, val, test, images, unlabeled))
+    aws_credentials = given(aws_credentials)
     teacher_preset, student, device, student_gpus = map(given, (teacher_preset, student, device, student_gpus))
     teacher_epochs, student_epochs, imgsz = map(given, (teacher_epochs, student_epochs, imgsz))
     settings = {key: value for key, value in locals().items()}
@@ -188,7 +198,9 @@ def training_pipeline(
             check_run_store(target, aws_credentials)
         if data is None:
             data = stages.run("demo-data", make_demo_data_task, str(run_dir / "dataset"), num_images=demo_images,
-                              seed=seed)
+                              unlabeled=demo_unlabeled, seed=seed)
+            if demo_unlabeled and unlabeled is None:
+                unlabeled = str(run_dir / "dataset" / "unlabeled")
         elif needs_fetch(data, images, val, test):
             local = stages.run("fetch", fetch_dataset_task, data, str(run_dir / "source"), images=images, val=val,
                                test=test, aws_credentials=aws_credentials)
@@ -214,7 +226,7 @@ def training_pipeline(
         distilled = stages.run("distill", on_gpu("distill"), splits["train"], splits["val"], teachers,
                                str(run_dir / "student"), student=student, epochs=student_epochs, imgsz=imgsz,
                                device=None if student_gpus else device, devices=student_gpus,
-                               teacher_cache=teacher_cache)
+                               teacher_cache=teacher_cache, unlabeled=unlabeled)
         stages.done(4)
         exported = stages.run("export", cached(export_model_task), str(distilled.best_path), str(run_dir / "export"),
                               formats=list(export_formats), quantize=quantize, calibration_data=splits["train"],

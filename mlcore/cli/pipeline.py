@@ -66,10 +66,13 @@ def pipeline(
     images: Annotated[Optional[str], typer.Option(help="Image folder of --data, a path or s3://bucket/prefix "
                                                   "(default: found beside the JSON); also of --val and --test when "
                                                   "it holds their images.")] = None,
+    unlabeled: Annotated[Optional[str], typer.Option(help="Folder of images without annotations: the teachers "
+                                                     "label them and the student trains on them too.")] = None,
     mode: Annotated[Mode, typer.Option(help="Annotation mode; auto detects it. boxes, masks, both (demo-data's "
                                        "words) are detection_only, segmentation_only, detection_and_segmentation.")
                     ] = Mode.auto,
-    teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs) or a full-size preset name "
+    teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs), shapes (the demo's "
+                                                          "pretrained teachers) or a full-size preset name "
                                                           "(default: the teacher configs').")] = None,
     student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: the "
                                                    "mode's recommendation).")] = None,
@@ -102,7 +105,7 @@ def pipeline(
     """Run the whole pipeline on a dataset: validate, split, teachers, distill, export, evaluate, benchmark, report,
     store."""
     run_pipeline({
-        "data": data, "val": val, "test": test, "images": images, "mode": mode.value,
+        "data": data, "val": val, "test": test, "images": images, "unlabeled": unlabeled, "mode": mode.value,
         "teacher_preset": teacher_preset, "student": student, "teacher_epochs": teacher_epochs,
         "student_epochs": student_epochs, "imgsz": imgsz, "export_formats": export_format or ["onnx"],
         "quantize": quantize.value, "output": str(output), "device": device, "split": split, "seed": seed,

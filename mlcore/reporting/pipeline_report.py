@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlcore.data.prepare import DatasetReport
 from mlcore.io import write_text_atomic
 from mlcore.reporting.document import Bullets, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+from mlcore.reporting.prediction_grid import prediction_grid
+from mlcore.reporting.training_curves import Curve, training_curves
 
 if TYPE_CHECKING:  # the report reads these records; importing them would pull in torch for nothing
     from mlcore.optimization.optimize import OptimizationResult
@@ -34,7 +36,8 @@ HTML_NAME = "report.html"
 STORE_SECTION = "Stored copy"
 METRIC_COLUMNS = ("map50_95", "map50", "mask_map50_95", "mask_map50")
 METRIC_HEADERS = ("mAP50-95", "mAP50", "mask mAP50-95", "mask mAP50")
-PATH_SETTINGS = frozenset({"data", "val", "test", "images", "output", "store"})  # listed below the settings table
+PICTURES_DIR = "pictures"
+PATH_SETTINGS = frozenset({"data", "val", "test", "images", "unlabeled", "output", "store"})  # listed below the settings table
 
 
 @dataclass
@@ -100,7 +103,11 @@ def gate_summary(export: OptimizationResult | None) -> str:
     return f"not evaluated ({export.gate_skipped_reason})"
 
 
-def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline report") -> Document:
+def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline report",
+                      pictures: Mapping[str, Path] | None = None) -> Document:
+    """The report; the pictures (`draw_report_pictures`, default: those it left in the run folder) are shown where
+    their numbers are."""
+    pictures = existing_pictures(run) if pictures is None else pictures
     sections = [_overview(run)]
     if run.store is not None:
         sections.append(store_section(run.store))
@@ -109,10 +116,13 @@ def pipeline_document(run: PipelineRun, *, title: str = "Training pipeline repor
         sections.append(_teachers(run.teachers))
     if run.student is not None:
         sections.append(_student(run.student, run.run_dir))
+    if "curves" in pictures:
+        sections.append(Section("Training curves", [Image(_relative(pictures["curves"], run.run_dir),
+                                                          "loss and validation metric per epoch")]))
     if run.export is not None:
         sections.append(_export(run.export, run.run_dir))
     if run.scores:
-        sections.append(_models(run))
+        sections.append(_models(run, pictures.get("predictions")))
     if run.stages:
         sections.append(Section("Stages", [Table(["stage", "status", "seconds"],
                                                  [[s.name, s.status, round(s.seconds, 1)] for s in run.stages])]))
@@ -125,8 +135,40 @@ def pipeline_markdown(run: PipelineRun) -> str:
 
 
 def write_pipeline_report(run: PipelineRun, directory: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """report.md and report.html in `directory` (default: the run folder); image links are relative to it."""
-    return write_report_document(pipeline_document(run), directory or run.run_dir)
+    """report.md and report.html in `directory` (default: the run folder), with the pictures drawn into the run
+    folder's pictures/; image links are relative to the run folder."""
+    return write_report_document(pipeline_document(run, pictures=draw_report_pictures(run)),
+                                 directory or run.run_dir)
+
+
+PICTURE_FILES = {"curves": "training_curves.png", "predictions": "predictions.png"}
+
+
+def existing_pictures(run: PipelineRun) -> dict[str, Path]:
+    folder = run.run_dir / PICTURES_DIR
+    return {name: folder / file for name, file in PICTURE_FILES.items() if (folder / file).is_file()}
+
+
+def draw_report_pictures(run: PipelineRun) -> dict[str, Path]:
+    """The pictures a person would rather look at, drawn from the stages' records into RUN/pictures/: "curves"
+    (each teacher's and the student's epochs) and "predictions" (test images: ground truth, the teachers, the
+    student and the shipped export side by side). A picture with nothing to draw is left out."""
+    folder = run.run_dir / PICTURES_DIR
+    for name in PICTURE_FILES.values():  # a rerun that has nothing to draw must not show the last run's picture
+        (folder / name).unlink(missing_ok=True)
+    pictures: dict[str, Path | None] = {}
+    curves = [Curve(family, r.best_metric, r.epochs, r.baseline.get(r.best_metric))
+              for family, r in (run.teachers.runs.items() if run.teachers else [])]
+    if run.student is not None:
+        curves.append(Curve(f"student ({run.student.student})", run.student.best_metric, run.student.epochs))
+    pictures["curves"] = training_curves(curves, folder / PICTURE_FILES["curves"])
+    shown = {"teachers", "best.pt"} | ({run.export.recommended.name} if run.export is not None else set())
+    predictions = {score.name: Path(score.output_dir) / "predictions.json" for score in run.scores
+                   if score.name in shown and score.output_dir}
+    test = run.splits.get("test")
+    if predictions and test:
+        pictures["predictions"] = prediction_grid(test, predictions, folder / PICTURE_FILES["predictions"])
+    return {name: path for name, path in pictures.items() if path is not None}
 
 
 def write_report_document(document: Document, directory: str | os.PathLike[str]) -> dict[str, Path]:
@@ -220,6 +262,9 @@ def _overview(run: PipelineRun) -> Section:
     if run.settings.get("teacher_preset") == "tiny":
         items.append("teachers: **tiny presets**, built from configs with random weights: the accuracy numbers "
                      "below show the pipeline working, not model quality")
+    elif run.settings.get("teacher_preset") == "shapes":
+        items.append("teachers: **shapes presets**, pretrained by mlcore on generated studio shapes "
+                     "(docs/DEMO_TEACHERS.md); their score before fine-tuning is zero-shot on this data")
     items.append(f"written: {datetime.now().astimezone().isoformat(timespec='seconds')}"
                  + (f", mlcore {run.code_version}" if run.code_version else ""))
     return Section("Summary", [Bullets(items)])
@@ -288,7 +333,7 @@ def speed_table(run: PipelineRun) -> Table:
     return Table(["model", "size MB", "p50 ms", "FPS", "speed-up x"], rows)
 
 
-def _models(run: PipelineRun) -> Section:
+def _models(run: PipelineRun, predictions: Path | None = None) -> Section:
     """Two narrow tables, accuracy then speed and size, so each fits a page (and the Prefect UI) whole."""
     blocks: list[Any] = [
         Paragraph(f"accuracy on the test split ({run.scores[0].num_images} images); latency at batch 1 on "
@@ -298,6 +343,9 @@ def _models(run: PipelineRun) -> Section:
     plot = run.benchmark_files.get("plot")
     if plot is not None and Path(plot).is_file():
         blocks.append(Image(_relative(plot, run.run_dir), "latency and accuracy per model"))
+    if predictions is not None:
+        blocks.append(Image(_relative(predictions, run.run_dir), "test images: ground truth, then each model's "
+                                                                 "predictions scoring 0.3 or more"))
     return Section("Teacher vs student vs exports", blocks)
 
 

@@ -176,3 +176,33 @@ def test_tables_keep_paths_out_so_they_fit_a_page(tmp_path: Path) -> None:
     assert f"- grounding_dino adapter: `{tmp_path / 'teachers' / 'gd_lora'}`" in text
     assert f"- data: `{tmp_path / 'coco' / 'annotations.json'}`" in text and "- val: -" in text
     assert max(line.count("|") - 1 for line in table_lines) <= 7  # the widest table has 7 columns
+
+
+def test_the_report_shows_training_curves_and_test_predictions_side_by_side(tmp_path: Path) -> None:
+    import json
+
+    from mlcore.data.demo import make_field_dataset
+
+    run = pipeline_run(tmp_path)
+    run.teachers.runs["grounding_dino"].epochs = [{"epoch": i, "train_loss": 5.0 - i, "map50_95": 0.2 + 0.05 * i}
+                                                  for i in range(3)]
+    test = make_field_dataset(tmp_path / "field", num_images=3, negatives=0)
+    run.splits["test"] = str(test)
+    truth = json.loads(test.read_text())["annotations"]
+    for score in run.scores:
+        score.output_dir = str(tmp_path / "evaluation" / score.name)
+        Path(score.output_dir).mkdir(parents=True)
+        Path(score.output_dir, "predictions.json").write_text(json.dumps(
+            [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.8}
+             for a in truth]))
+
+    files = write_pipeline_report(run)
+
+    markdown = files["markdown"].read_text()
+    for picture in ("pictures/training_curves.png", "pictures/predictions.png"):
+        assert f"]({picture})" in markdown
+        assert (tmp_path / picture).stat().st_size > 1000
+    # ground truth, teachers, the student and the export the gate kept: four columns of 256 px
+    from PIL import Image
+
+    assert Image.open(tmp_path / "pictures" / "predictions.png").width == 4 * 256
