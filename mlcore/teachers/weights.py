@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,10 +117,17 @@ def check_model_type(folder: Path, preset: TeacherPreset) -> None:
                                                 f"({preset.folder}/)")
 
 
+# transformers builds a model on the meta device under process-wide init patches, then loads the weights: two
+# threads loading at once (labelling shards in threads) get "Cannot copy out of meta tensor". One load at a time.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_pretrained(folder: Path, preset: TeacherPreset, load: Callable[[Path], T]) -> T:
-    """Run a `from_pretrained` call, turning its missing-file / corrupt-file errors into a ModelError."""
+    """Run a `from_pretrained` call (one at a time in this process), turning its missing-file / corrupt-file errors
+    into a ModelError."""
     try:
-        return load(folder)
+        with _LOAD_LOCK:
+            return load(folder)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load {preset.family} weights: {str(exc).strip().splitlines()[0]}",
                          where=str(folder),

@@ -52,7 +52,7 @@ def test_a_run_from_the_form_shows_its_whole_story_on_its_page(operator_env, tmp
         v1, v2 = PrefectUI(page, address, "v1"), PrefectUI(page, address, "v2")
         for ui in (v1, v2):  # v2: where the server's address leads; v1: one click away ("Switch to V1 UI")
             ui.open_run_form(training)
-            assert len(ui.parameter_labels()) == 25, ui.parameter_labels()
+            assert len(ui.parameter_labels()) == 27, ui.parameter_labels()
             assert 'Property is type "None"' not in page.inner_text("body")  # every parameter a plain input
             ui.fill({"imgsz": 100})
             rejected = ui.submit()

@@ -25,8 +25,8 @@ def test_every_parameter_has_one_json_type_so_the_form_shows_a_plain_input(prope
 
 
 def test_imgsz_is_a_multiple_of_32_by_schema_so_the_message_names_32(properties) -> None:
-    assert properties["imgsz"] | {"description": None} == {
-        "default": 0, "description": None, "minimum": 0, "multipleOf": 32, "position": 9, "title": "imgsz",
+    assert properties["imgsz"] | {"description": None, "position": None} == {
+        "default": 0, "description": None, "minimum": 0, "multipleOf": 32, "position": None, "title": "imgsz",
         "type": "integer"}
     with pytest.raises(ParameterTypeError, match="multiple of 32"):
         training_pipeline.validate_parameters({"imgsz": 100})
