@@ -8,7 +8,7 @@ the same code path as `IDEA-Research/grounding-dino-tiny`. Three things make it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,6 +160,3 @@ def dino_loss(model: GroundingDinoForObjectDetection, batch: DinoBatch) -> torch
     outputs = model(pixel_values=batch.pixel_values, pixel_mask=torch.ones_like(batch.pixel_values[:, 0]).long(),
                     labels=batch.labels, **batch.text)
     return outputs.loss
-
-
-StepInputs = Callable[[int], DinoBatch]

@@ -17,11 +17,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tests.integration.servers import wait_until_healthy
 
 SETTLE_MS = 1500
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -90,15 +90,7 @@ def prefect_server(home: Path, port: int | None = None, project: Path | None = N
                                "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the Prefect server did not come up within 120 s") from None
-                time.sleep(1)
+        wait_until_healthy(port, server)
         yield env
     finally:
         server.terminate()
