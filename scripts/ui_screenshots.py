@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.prefect_ui import (PrefectUI, browser_page, chromium, prefect_server,  # noqa: E402
-                                          screenshot, ui_address, visit)
+from tests.integration.prefect_ui import PrefectUI, browser_page, chromium, screenshot, ui_address, visit  # noqa: E402
+from tests.integration.servers import prefect_server  # noqa: E402
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 TINY = {"teacher_preset": "tiny", "teacher_epochs": 1, "student_epochs": 1, "imgsz": 128, "device": "cpu",

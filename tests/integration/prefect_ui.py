@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from tests.integration.servers import wait_until_healthy
 
 SETTLE_MS = 1500
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -68,33 +62,6 @@ def settle(page: Any) -> None:
 def visit(page: Any, url: str) -> None:
     page.goto(url)
     settle(page)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def prefect_server(home: Path, port: int | None = None, project: Path | None = None) -> Iterator[dict[str, str]]:
-    """`prefect server start` on loopback with its own PREFECT_HOME; yields the environment for the CLI, workers and
-    the server itself. PREFECT_API_URL is in the server's environment too: on a port other than 4200 its UI would
-    otherwise call 127.0.0.1:4200/api."""
-    port = port or free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    if project is not None:
-        env["MLCORE_PROJECT_DIR"] = str(project)
-    server = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
-                               "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_until_healthy(port, server)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def ui_address(env: dict[str, str]) -> str:

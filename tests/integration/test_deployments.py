@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,33 +10,17 @@ from pathlib import Path
 import pytest
 
 from mlcore.data.demo import make_demo_dataset
-from tests.integration.servers import wait_until_healthy
+from tests.integration.servers import prefect_server
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def prefect_env(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
-           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "MLCORE_PROJECT_DIR": str(PROJECT)}
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_healthy(port, server)
+    with prefect_server(tmp_path / "prefect-home", project=PROJECT) as env:
         yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def prefect(env, *args: str, timeout: int = 300) -> str:
