@@ -7,7 +7,6 @@ measured metrics) and SHA256SUMS. The folder is built beside its destination and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 import torch
 from transformers import GroundingDinoImageProcessor, SamImageProcessor
 
-from mlcore.io import write_json_atomic, write_text_atomic
+from mlcore.io import sha256_file, write_json_atomic, write_text_atomic
 from mlcore.pretrain.runner import PretrainSpec
 from mlcore.teachers.weights import SOURCE_FILE
 
@@ -41,12 +40,12 @@ def save_teacher_folder(model: torch.nn.Module, tokenizer: Any, family: str, fol
     if tokenizer is not None:
         tokenizer.save_pretrained(staging)
     _processor(family, preprocessing).save_pretrained(staging)
-    weights_sha256 = _sha256(staging / "model.safetensors")
+    weights_sha256 = sha256_file(staging / "model.safetensors")
     write_json_atomic(staging / SOURCE_FILE, {
         "repo": SOURCE_REPO, "revision": code_version(), "command": command, "seed": spec.seed,
         "recipe": asdict(spec), "parameters": sum(p.numel() for p in model.parameters()),
         "weights_sha256": weights_sha256, "metrics": history[-1] if history else {}, "history": history})
-    sums = "".join(f"{_sha256(path)}  {path.name}\n" for path in sorted(staging.iterdir()) if path.is_file())
+    sums = "".join(f"{sha256_file(path)}  {path.name}\n" for path in sorted(staging.iterdir()) if path.is_file())
     write_text_atomic(staging / SUMS_FILE, sums)
     if folder.exists():
         shutil.rmtree(folder)
@@ -66,10 +65,6 @@ def _processor(family: str, preprocessing: dict[str, Any]):
                                                  "longest_edge": preprocessing["longest_edge"]})
     side = int(preprocessing["longest_edge"])
     return SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side})
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def code_version() -> str:
