@@ -41,10 +41,11 @@ def run_child(kind: str, settings: dict, result: Path, work: Path) -> None:
     from PIL import Image
 
     from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig
+    from mlcore.finetune.dino_cache import DinoFeatureCache
+    from mlcore.finetune.dino_frozen import keep_frozen_stages_in_eval
+    from mlcore.finetune.trainer import dino_preprocessor
     from mlcore.preprocess import load_rgb
     from mlcore.teachers import apply_lora_to_grounding_dino, build_prompt_chunks, load_grounding_dino
-    from mlcore.training.dino_cache import DinoFeatureCache, keep_frozen_stages_in_eval
-    from mlcore.training.teacher_trainer import dino_preprocessor
 
     torch.manual_seed(0)
     size = settings["size"]

@@ -85,7 +85,7 @@ def distil(data: Path, teachers: Path, output: Path, *, rule: str, logits: bool,
     from mlcore.config.schemas.students import StudentTraining
     from mlcore.config.schemas.training import TrainingDynamicsConfig
     from mlcore.data.mode_config import ModeConfig
-    from mlcore.training.distillation import DistillationTrainer
+    from mlcore.distill.trainer import DistillationTrainer
 
     kd = KdDetectionOnlyConfig(teacher_score_threshold=0.3, ground_truth={"rule": rule})
     kd.losses.logit_distillation_loss.enabled = logits
@@ -99,7 +99,7 @@ def distil(data: Path, teachers: Path, output: Path, *, rule: str, logits: bool,
 
 
 def quality(work: Path, args: argparse.Namespace) -> dict:
-    from mlcore.training.teacher_setup import train_teachers
+    from mlcore.finetune.setup import train_teachers
 
     data = prepare(work, args.images, "boxes", seed=0)
     started = time.perf_counter()
@@ -131,9 +131,9 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
 
 def throughput(work: Path, args: argparse.Namespace) -> dict:
     from mlcore.data.demo import make_demo_dataset
+    from mlcore.distill.label_cache import TeacherTargetCache
     from mlcore.teachers import load_grounding_dino, load_sam
     from mlcore.teachers.grounded_sam import GroundedSAM
-    from mlcore.training.teacher_cache import TeacherTargetCache
 
     source = make_demo_dataset(work / "throughput", mode="both", num_images=args.throughput_images,
                                image_size=(640, 480), seed=3)

@@ -84,7 +84,7 @@ def train_student(data: Path, work: Path, args: argparse.Namespace) -> dict[str,
     from mlcore.config.schemas.students import StudentTraining
     from mlcore.config.schemas.training import TrainingDynamicsConfig
     from mlcore.data.mode_config import ModeConfig
-    from mlcore.training.distillation import DistillationTrainer
+    from mlcore.distill.trainer import DistillationTrainer
 
     teachers = tiny_teachers(work / "teachers", data)
     kd = KdDetectionOnlyConfig(teacher_score_threshold=0.3, ground_truth={"rule": "prefer_ground_truth"})

@@ -57,10 +57,10 @@ def sam_mask_iou(teachers_dir: Path, data: Path, split: str) -> float:
     """Mean mask IoU of the SAM teacher prompted with the ground-truth boxes (the teacher trainer's own measure)."""
     from mlcore.data.coco_dataset import CocoDataset
     from mlcore.data.mode_config import ModeConfig
+    from mlcore.finetune.evaluation import evaluate_sam
+    from mlcore.finetune.sam_cache import SamEmbeddingCache
     from mlcore.teachers.adapters import load_adapter
     from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
-    from mlcore.training.sam_cache import SamEmbeddingCache
-    from mlcore.training.teacher_eval import evaluate_sam
 
     mode = ModeConfig.read(data)
     teacher = load_adapter(teachers_dir / TEACHER_FOLDERS["sam"])
@@ -91,7 +91,7 @@ def distil(data: Path, teachers: Path, output: Path, *, unlabeled: Path | None, 
     from mlcore.config.schemas.students import StudentTraining
     from mlcore.config.schemas.training import TrainingDynamicsConfig
     from mlcore.data.mode_config import ModeConfig
-    from mlcore.training.distillation import DistillationTrainer
+    from mlcore.distill.trainer import DistillationTrainer
 
     started = time.perf_counter()
     trainer = DistillationTrainer(output, ModeConfig.read(data), train=data / "train.json", val=data / "val.json",
@@ -118,8 +118,8 @@ def exported_maps(student: Path, data: Path, output: Path, imgsz: int) -> dict:
 
 def quality(work: Path, args: argparse.Namespace) -> dict:
     from mlcore.data.mode_config import ModeConfig
+    from mlcore.finetune.setup import train_teachers
     from mlcore.teachers.untrained import save_untrained_teachers
-    from mlcore.training.teacher_setup import train_teachers
 
     data, pool = prepare(work, args.labelled, args.pool, args.seed)
     mode = ModeConfig.read(data)

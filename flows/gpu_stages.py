@@ -23,8 +23,8 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, Failed, State
 
-from mlcore.training.distillation import DistillationResult
-from mlcore.training.teacher_trainer import TeacherRun, TeacherTrainingResult
+from mlcore.distill.records import DistillationResult
+from mlcore.finetune.records import TeacherRun, TeacherTrainingResult
 from tasks.policy import results_storage
 from tasks.train_student import train_student_task
 from tasks.train_teacher import train_teacher_task

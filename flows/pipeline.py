@@ -27,8 +27,8 @@ from pydantic import Field
 from flows.gpu_stages import gpu_stage
 from flows.parameters import Count, ImageSize, Mode, Text, annotation_mode, given
 from flows.shards import evaluate_in_shards, label_in_shards
-from mlcore.data.prepare import DatasetReport
 from mlcore.data.coco_dataset import CocoDataset
+from mlcore.data.prepare import DatasetReport
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.reporting import PipelineRun, StageRecord
 from mlcore.storage import StorageError, new_run_id
@@ -41,8 +41,7 @@ from tasks.export import export_model_task
 from tasks.fetch import fetch_dataset_task, needs_fetch
 from tasks.policy import code_version, results_storage
 from tasks.report import report_task
-from tasks.store import (DEFAULT_RETRY_MINUTES, StoredRun, check_run_store, pending_status, store_run_task,
-                         store_target)
+from tasks.store import DEFAULT_RETRY_MINUTES, StoredRun, check_run_store, pending_status, store_run_task, store_target
 from tasks.validate import unusable_dataset_state, validate_dataset_task
 
 STAGE_COUNT = 9  # (fetch,) validate, split, teachers, student, export, evaluate, benchmark, report, store

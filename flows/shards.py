@@ -23,10 +23,10 @@ from prefect.futures import PrefectFutureList
 from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed, State
 
+from mlcore.distill.labelling import LabelledShard
 from mlcore.errors import ConfigError
+from mlcore.finetune.records import TeacherTrainingResult
 from mlcore.reporting import ModelScores
-from mlcore.training.labelling import LabelledShard
-from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.evaluate import predict_shard_task, score_shards_task
 from tasks.label import label_teacher_shard_task
 

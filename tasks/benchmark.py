@@ -18,8 +18,8 @@ from mlcore.errors import MlcoreError
 from mlcore.evaluation.commands import model_format
 from mlcore.evaluation.report import ComparisonReport, ReportEntry, comparison_report, size_mb
 from mlcore.evaluation.speed import benchmark_speed
+from mlcore.finetune.records import TeacherTrainingResult
 from mlcore.reporting import ModelScores, rounded
-from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
 from tasks.train_teacher import teachers_folder
 

@@ -17,8 +17,8 @@ from mlcore.errors import MlcoreError
 from mlcore.evaluation.commands import evaluate_shards, evaluate_target, model_format, predict_target_shard
 from mlcore.evaluation.evaluate import EvaluationResult
 from mlcore.evaluation.shards import Shard, ShardFile, shard_file_name
+from mlcore.finetune.records import TeacherTrainingResult
 from mlcore.reporting import ModelScores
-from mlcore.training.teacher_trainer import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
 from tasks.train_teacher import teachers_folder
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.states import Failed, State
 
+from mlcore.distill.labelling import LabelledShard
+from mlcore.distill.setup import label_teacher_shard
 from mlcore.errors import MlcoreError
-from mlcore.training.labelling import LabelledShard
-from mlcore.training.student_setup import label_teacher_shard
-from mlcore.training.teacher_trainer import TeacherTrainingResult
+from mlcore.finetune.records import TeacherTrainingResult
 from tasks.policy import release_accelerator_memory, retry_transient, stage_cache_key
 from tasks.train_teacher import teachers_folder
 

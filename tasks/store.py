@@ -44,24 +44,9 @@ from mlcore.errors import MlcoreError, ModelError
 from mlcore.io import sha256_file
 from mlcore.reporting import (HTML_NAME, MARKDOWN_NAME, PipelineRun, StoreStatus, document_to_json, pipeline_document,
                               write_pipeline_report)
-from mlcore.storage import (
-    ArtifactStore,
-    Lineage,
-    PlannedFile,
-    RetryPolicy,
-    StorageError,
-    StoredFile,
-    StoredRun,
-    StorePlan,
-    check_run_id,
-    check_store,
-    join_key,
-    open_store,
-    store_command,
-    store_run_folder,
-    store_target,
-    write_plan,
-)
+from mlcore.storage import (ArtifactStore, Lineage, PlannedFile, RetryPolicy, StorageError, StoredFile, StoredRun,
+                            StorePlan, check_run_id, check_store, join_key, open_store, store_command, store_run_folder,
+                            store_target, write_plan)
 from mlcore.storage.location import is_s3_url, unusable_store_message
 from tasks.aws import s3_client_options
 from tasks.report import publish_report
@@ -72,7 +57,7 @@ DEFAULT_RETRY_MINUTES = 10.0
 SKIPPED_FOLDERS = frozenset({"checkpoints", "cache", "teacher_cache", "tensorboard", ".cache", "__pycache__"})
 STUDENT_FILES = ("best.pt", "last.pt", "student.json", "metrics.json")
 REPORT_NAMES = frozenset({MARKDOWN_NAME, HTML_NAME})
-ADAPTER_METADATA = "mlcore_adapter.json"  # mlcore.teachers.adapters.METADATA_NAME (that module imports torch)
+ADAPTER_METADATA = "mlcore_adapter.json"  # mlcore.teachers.adapter_metadata.METADATA_NAME (mlcore.teachers imports torch)
 
 
 def stored_run_url(target: str, run_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Distillation as a Prefect task: a thin wrapper over `mlcore.training.student_setup.train_student`."""
+"""Distillation as a Prefect task: a thin wrapper over `mlcore.distill.setup.train_student`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
+from mlcore.distill.records import DistillationResult
+from mlcore.distill.setup import train_student
 from mlcore.errors import MlcoreError
-from mlcore.training.distillation import DistillationResult
-from mlcore.training.student_setup import train_student
-from mlcore.training.teacher_trainer import TeacherTrainingResult
+from mlcore.finetune.records import TeacherTrainingResult
 from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
                           stage_cache_key)
 from tasks.train_teacher import teachers_folder

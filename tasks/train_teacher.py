@@ -1,4 +1,4 @@
-"""Teacher training as a Prefect task: a thin wrapper over `mlcore.training.teacher_setup.train_teachers`."""
+"""Teacher training as a Prefect task: a thin wrapper over `mlcore.finetune.setup.train_teachers`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
 from mlcore.errors import MlcoreError
-from mlcore.training.teacher_setup import teacher_base_identities, train_teachers
-from mlcore.training.teacher_trainer import TeacherTrainingResult
+from mlcore.finetune.records import TeacherTrainingResult
+from mlcore.finetune.setup import teacher_base_identities, train_teachers
 from tasks.policy import (current_stage_key, prepare_stage_dir, release_accelerator_memory, retry_transient,
                           stage_cache_key)
 

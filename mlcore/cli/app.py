@@ -156,7 +156,7 @@ def train_teacher(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Fine-tune the teachers the dataset's mode needs (Grounding DINO and/or SAM) with LoRA."""
-    from mlcore.training.teacher_setup import train_teachers
+    from mlcore.finetune.setup import train_teachers
 
     result = train_teachers(data, val, output, auto_detect=auto_detect, images=images, val_images=val_images,
                             preset=preset, device=device, gpu=gpu,
@@ -201,7 +201,7 @@ def train_student(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Distil the fine-tuned teachers into a prompt-free student (YOLOv8, YOLOv8-seg or FastSAM)."""
-    from mlcore.training.student_setup import train_student as run_distillation
+    from mlcore.distill.setup import train_student as run_distillation
 
     result = run_distillation(data, val, output, teachers=teachers, auto_detect=auto_detect, images=images,
                               val_images=val_images, student=student,

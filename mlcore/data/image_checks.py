@@ -6,7 +6,6 @@ A problem many images share (a wrong folder, Git LFS pointers instead of images)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 

@@ -10,14 +10,9 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import msgspec
 
 from mlcore.errors import DatasetError
-
-if TYPE_CHECKING:
-    from mlcore.data.coco_reader import RawCoco
 
 SAMPLE = 5  # records looked at per list
 GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
@@ -63,19 +58,17 @@ def recognise(top: dict[str, msgspec.Raw] | list[msgspec.Raw], where: str,
     return DatasetError(kind[0], where=where, fix=kind[1].format(file=shlex.quote(where))) if kind else None
 
 
-def keypoints_note(raw: RawCoco) -> str | None:
+def keypoints_note(categories: Sequence[msgspec.Raw], annotations: Sequence[msgspec.Raw]) -> str | None:
     """A sentence for files with keypoints (COCO person keypoints and the like), which mlcore does not train on."""
-    categories = _sample_keys(raw.categories)
-    annotations = _sample_keys(raw.annotations)
-    if any("keypoints" in keys for keys in categories) or any(
-            keys & {"keypoints", "num_keypoints"} for keys in annotations):
+    if any("keypoints" in keys for keys in _sample_keys(categories)) or any(
+            keys & {"keypoints", "num_keypoints"} for keys in _sample_keys(annotations)):
         return "the file has keypoints: they are ignored (mlcore uses the boxes and masks)"
     return None
 
 
-def scores_note(raw: RawCoco) -> str | None:
+def scores_note(annotations: Sequence[msgspec.Raw]) -> str | None:
     """A sentence for ground truth whose annotations carry `score`: a file mixed up with predictions, or test data."""
-    if any("score" in keys for keys in _sample_keys(raw.annotations)):
+    if any("score" in keys for keys in _sample_keys(annotations)):
         return ("annotations carry a 'score', which ground truth does not have: is this a predictions file? Every "
                 "annotation is used as ground truth and the scores are ignored")
     return None

@@ -178,12 +178,6 @@ def compressed_rle_runs(counts: str) -> list[int] | None:
     return runs
 
 
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Binary HxW mask -> compressed RLE with a JSON-ready string."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def decode_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     """Any COCO segmentation -> binary HxW uint8 mask (polygon parts and RLE alike)."""
     kind = segmentation_kind(segmentation)
@@ -206,3 +200,9 @@ def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     if rows.size == 0:
         return None
     return float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """(H, W) binary mask -> COCO compressed RLE with text counts (JSON-safe)."""
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    return {"size": [int(size) for size in rle["size"]], "counts": rle["counts"].decode("ascii")}

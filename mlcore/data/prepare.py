@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from pydantic import BaseModel, Field
 
+from mlcore.data.active_configs import write_active_configs
 from mlcore.data.category_checks import class_categories, resolve_repeated_names
 from mlcore.data.coco_reader import MLCORE_KEY, RawCoco, read_coco
 from mlcore.data.coco_schema import json_encoder
@@ -196,8 +197,6 @@ def _finish(data: ValidatedCoco, raw: RawCoco, annotation_file: Path, output_dir
         )
         report.outputs["mode_config"] = str(mode_config.write(output_dir))
         if configs_dir is not None:
-            from mlcore.config.active import write_active_configs  # config builds on data, not the reverse
-
             splits = {name: report.outputs[name] for name in report.splits}
             written = write_active_configs(mode_config, splits, _absolute(configs_dir), overwrite=overwrite_configs)
             report.outputs.update({f"config:{path.parent.name}/{path.stem}": str(path) for path in written})

@@ -79,7 +79,8 @@ def validate_coco(raw: RawCoco, images_root: Path | ImageRoot, image_check: Imag
             "the file has NaN or Infinity literals, which JSON does not allow; they were read as missing values",
             "fix the tool that exported it (Python: json.dump(..., allow_nan=False) shows where)",
         )
-    for code, note in (("keypoints_ignored", keypoints_note(raw)), ("scores_in_ground_truth", scores_note(raw))):
+    for code, note in (("keypoints_ignored", keypoints_note(raw.categories, raw.annotations)),
+                       ("scores_in_ground_truth", scores_note(raw.annotations))):
         if note:
             findings.info(code, "annotations", note, "nothing to do, unless this is the wrong file")
     images = check_images(raw, root, image_check, findings, progress)

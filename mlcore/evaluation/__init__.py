@@ -20,13 +20,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Eager (and light: numpy only): the submodule shares the function's name, and importing a submodule sets the
+# Eager (and light: numpy and pycocotools): the submodule shares the function's name, and importing a submodule sets the
 # package attribute of that name to the module, so a lazily imported `coco_map` would come back as the module.
-from mlcore.evaluation.coco_map import coco_map, mask_to_rle
+from mlcore.data.masks import mask_to_rle
+from mlcore.evaluation.coco_map import coco_map
 
 _MODULE_OF = {
     "PRCurve": "curves", "plot_pr_curves": "curves",
-    "EvaluationResult": "evaluate", "InferenceEngine": "evaluate", "Predictions": "evaluate",
+    "EvaluationResult": "evaluate", "InferenceEngine": "evaluate", "Predictions": "results",
     "benchmark_accuracy": "evaluate", "evaluate_engine": "evaluate", "evaluate_results_file": "evaluate",
     "predict_engine": "evaluate", "score_predictions": "evaluate", "write_evaluation": "evaluate",
     "MemoryResult": "memory", "benchmark_memory": "memory",

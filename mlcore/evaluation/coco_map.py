@@ -17,21 +17,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-import numpy as np
-
 IouType = Literal["bbox", "segm"]
 IOU_TYPES: tuple[IouType, ...] = ("bbox", "segm")
 AnnotationSource = str | os.PathLike[str] | Mapping[str, Any]
 _RESULT_KEYS = {"bbox": ("image_id", "category_id", "score", "bbox"),
                 "segm": ("image_id", "category_id", "score", "segmentation")}
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) binary mask -> COCO compressed RLE with text counts (JSON-safe)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(size) for size in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def load_annotations(annotation_file: AnnotationSource) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from mlcore.evaluation.metrics import (
     ground_truth_has_masks,
     selected_categories,
 )
-from mlcore.evaluation.results import category_mapping, prediction_results, read_results, write_results
+from mlcore.evaluation.results import (Predictions, category_mapping, prediction_results, read_results,
+                                      write_results)
 from mlcore.evaluation.shards import Shard
 from mlcore.io import write_json_atomic
 from mlcore.logs import get_logger
@@ -107,28 +108,6 @@ class EvaluationResult:
         return {"name": self.name, "num_images": self.num_images, "num_detections": len(self.results),
                 "seconds": round(self.seconds, 3), "settings": self.settings, **self.scores.to_dict(),
                 "per_class": per_class}
-
-
-@dataclass
-class Predictions:
-    """A model's COCO records on a split, or on one shard of it, with everything scoring them needs.
-
-    image_ids: the images predicted, in dataset order; num_images: how many (a merge of shards: all of them);
-    categories, iou_types, class_agnostic: what `compute_map` measures; seconds: time spent predicting.
-    """
-
-    name: str
-    records: list[dict[str, Any]] = field(repr=False)
-    image_ids: list[int] = field(repr=False)
-    categories: list[int]
-    iou_types: list[IouType]
-    class_agnostic: bool
-    settings: dict[str, Any]
-    seconds: float = 0.0
-
-    @property
-    def num_images(self) -> int:
-        return len(self.image_ids)
 
 
 def evaluate_engine(engine: InferenceEngine, dataset: CocoDataset, annotation_file: AnnotationSource,

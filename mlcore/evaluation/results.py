@@ -10,15 +10,39 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlcore.data.masks import mask_to_rle
 from mlcore.errors import ConfigError, DatasetError
-from mlcore.evaluation.coco_map import mask_to_rle
+from mlcore.evaluation.coco_map import IouType
 from mlcore.io import write_json_atomic
 
 CategoryOf = Callable[[int], int]  # class index -> COCO category id
 _REQUIRED = ("image_id", "category_id", "score")
+
+
+@dataclass
+class Predictions:
+    """A model's COCO records on a split, or on one shard of it, with everything scoring them needs.
+
+    image_ids: the images predicted, in dataset order; num_images: how many (a merge of shards: all of them);
+    categories, iou_types, class_agnostic: what `compute_map` measures; seconds: time spent predicting.
+    """
+
+    name: str
+    records: list[dict[str, Any]] = field(repr=False)
+    image_ids: list[int] = field(repr=False)
+    categories: list[int]
+    iou_types: list[IouType]
+    class_agnostic: bool
+    settings: dict[str, Any]
+    seconds: float = 0.0
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
 
 
 class Prediction(Protocol):

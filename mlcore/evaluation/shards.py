@@ -18,13 +18,11 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from mlcore.errors import ConfigError, DatasetError
+from mlcore.evaluation.results import Predictions
 from mlcore.io import write_json_atomic
-
-if TYPE_CHECKING:  # evaluate.py imports Shard from here
-    from mlcore.evaluation.evaluate import Predictions
 
 SHARD_FORMAT = "mlcore-evaluation-shard"
 FORMAT_VERSION = 1
@@ -100,8 +98,6 @@ def merge_shards(shard_files: Sequence[str | os.PathLike[str]], annotations: Map
     Refuses (DatasetError) a missing or repeated shard, shards of another annotation file or predicted with other
     settings, and images predicted twice or never.
     """
-    from mlcore.evaluation.evaluate import Predictions
-
     shards = [_read(Path(path)) for path in shard_files]
     if not shards:
         raise ConfigError("no shard predictions to merge", where="shard_files", fix="predict the shards first")

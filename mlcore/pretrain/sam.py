@@ -14,11 +14,11 @@ import torch
 from transformers import SamModel
 
 from mlcore.config.schemas.teachers import SamLossWeights
-from mlcore.preprocess import SingleModelPreprocessor, for_model
 from mlcore.data.shapes_world import Scene, draw_scene
+from mlcore.finetune.losses import jitter_boxes, mask_targets, sam_mask_loss
+from mlcore.preprocess import SingleModelPreprocessor, for_model
 from mlcore.teachers.presets import SAM_PRESETS
 from mlcore.teachers.sam import decode_boxes, masks_in_original_frame
-from mlcore.training.teacher_losses import jitter_boxes, mask_targets, sam_mask_loss
 
 PRESET = SAM_PRESETS["shapes"]
 PREPROCESSING = PRESET.preprocessing

@@ -10,25 +10,11 @@
 
 from mlcore.reporting.document import (Bullets, Document, Image, Paragraph, Section, Table, rounded, table_records,
                                       to_html, to_markdown)
-from mlcore.reporting.pipeline_report import (
-    HTML_NAME,
-    MARKDOWN_NAME,
-    ModelScores,
-    PipelineRun,
-    StageRecord,
-    StoreStatus,
-    accuracy_table,
-    document_from_json,
-    document_to_json,
-    gate_summary,
-    pipeline_document,
-    pipeline_markdown,
-    speed_table,
-    with_store_status,
-    write_pipeline_report,
-    write_report_document,
-)
 from mlcore.reporting.pictures import inline_pictures, png_data_uri
+from mlcore.reporting.pipeline_report import (HTML_NAME, MARKDOWN_NAME, ModelScores, PipelineRun, StageRecord,
+                                              StoreStatus, accuracy_table, document_from_json, document_to_json,
+                                              gate_summary, pipeline_document, pipeline_markdown, speed_table,
+                                              with_store_status, write_pipeline_report, write_report_document)
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "Bullets", "Document", "Image", "ModelScores", "Paragraph", "PipelineRun",
            "Section", "StageRecord", "StoreStatus", "Table", "accuracy_table", "document_from_json", "document_to_json",

@@ -27,9 +27,9 @@ from mlcore.reporting.prediction_grid import prediction_grid
 from mlcore.reporting.training_curves import Curve, training_curves
 
 if TYPE_CHECKING:  # the report reads these records; importing them would pull in torch for nothing
+    from mlcore.distill.records import DistillationResult
+    from mlcore.finetune.records import TeacherTrainingResult
     from mlcore.optimization.optimize import OptimizationResult
-    from mlcore.training.distillation import DistillationResult
-    from mlcore.training.teacher_trainer import TeacherTrainingResult
 
 MARKDOWN_NAME = "report.md"
 HTML_NAME = "report.html"

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
 from peft import PeftModel, get_peft_model_state_dict
-from pydantic import BaseModel, Field, ValidationError
 from safetensors import safe_open
 
 from mlcore.errors import ModelError
 from mlcore.io import sha256_file, write_json_atomic
+from mlcore.teachers.adapter_metadata import (ADAPTER_WEIGHTS, METADATA_NAME, AdapterMetadata,
+                                              read_adapter_metadata)
 from mlcore.logs import get_logger
 from mlcore.teachers.grounding_dino import load_grounding_dino
 from mlcore.teachers.lora import LoraReport, merge_lora_weights
@@ -34,37 +33,6 @@ from mlcore.teachers.types import Teacher
 from mlcore.teachers.weights import DOWNLOAD_SCRIPT, MODELS_DIR_ENV, BaseWeights, revision_variable
 
 log = get_logger(__name__)
-
-METADATA_NAME = "mlcore_adapter.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-FORMAT_VERSION = 2  # 2: base_weights (repository, revision, weights sha256) recorded and checked on load
-
-
-class AdapterMetadata(BaseModel):
-    """What `load_adapter` needs to rebuild base + adapter, and what a person needs to know what it is."""
-
-    format_version: int = FORMAT_VERSION
-    family: Literal["grounding_dino", "sam"]
-    preset: str = Field(description="Teacher preset of the base model (tiny, grounding_dino_swint, sam_vit_b, ...).")
-    base_model: str = Field(description="The base weights: the preset's folder name, or 'random_init'.")
-    hub_repository: str | None = Field(default=None, description="Where the base weights come from.")
-    random_init: bool = Field(description="Base built with seeded random weights (tiny, benchmarks).")
-    base_weights_path: str | None = Field(default=None, description="Base weights folder when it was saved.")
-    base_weights: BaseWeights | None = Field(
-        default=None, description="Which base weights: repository, revision, weights sha256 (or the random-init "
-        "seed). load_adapter refuses another base. None: saved by format 1, not checked.")
-    class_mapping: dict[str, str] = Field(description="Class index -> class name the adapter was trained on.")
-    class_prompts: dict[str, list[str]] = Field(default_factory=dict, description="Synonym phrases per class.")
-    inference: dict[str, float] = Field(default_factory=dict, description="Grounding DINO thresholds.")
-    lora: dict[str, Any] = Field(default_factory=dict, description="r, alpha, dropout, target_modules, bias.")
-    lora_report: dict[str, Any] | None = Field(default=None, description="Trainable parameter counts.")
-    adapter_file: str = ADAPTER_WEIGHTS
-    adapter_sha256: str
-    mlcore_version: str = Field(default_factory=lambda: _mlcore_version(), description="mlcore that saved it.")
-
-    @property
-    def class_names(self) -> list[str]:
-        return [self.class_mapping[str(index)] for index in range(len(self.class_mapping))]
 
 
 def save_adapter(teacher: Teacher, adapter_dir: str | os.PathLike[str], *,
@@ -95,19 +63,6 @@ def save_adapter(teacher: Teacher, adapter_dir: str | os.PathLike[str], *,
     )
     write_json_atomic(folder / METADATA_NAME, metadata.model_dump(mode="json"))
     return metadata
-
-
-def read_adapter_metadata(adapter_dir: str | os.PathLike[str]) -> AdapterMetadata:
-    path = Path(adapter_dir) / METADATA_NAME
-    if not path.is_file():
-        raise ModelError(f"not an mlcore adapter folder: {METADATA_NAME} is missing", where=str(adapter_dir),
-                         fix="point at the folder the teacher training wrote (it holds adapter_model.safetensors "
-                             f"and {METADATA_NAME})")
-    try:
-        return AdapterMetadata.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        raise ModelError(f"{METADATA_NAME} is invalid: {exc.errors()[0]['msg']}", where=str(path),
-                         fix="retrain the teacher, or restore the file from the training output") from None
 
 
 def verify_adapter_checksum(adapter_dir: str | os.PathLike[str], metadata: AdapterMetadata | None = None) -> None:
@@ -202,10 +157,3 @@ def _as_mapping(class_mapping: Mapping[str, str] | Sequence[str]) -> dict[str, s
     if isinstance(class_mapping, Mapping):
         return {str(key): str(value) for key, value in class_mapping.items()}
     return {str(index): str(name) for index, name in enumerate(class_mapping)}
-
-
-def _mlcore_version() -> str:
-    try:
-        return importlib_metadata.version("mlcore")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"

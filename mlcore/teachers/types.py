@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from mlcore.preprocess import SingleModelPreprocessor, for_model
+from mlcore.teachers.adapter_metadata import AdapterMetadata
 from mlcore.teachers.presets import Family, TeacherPreset
 from mlcore.teachers.weights import BaseWeights, random_base, read_base_weights
-
-if TYPE_CHECKING:
-    from mlcore.teachers.adapters import AdapterMetadata
 
 
 @dataclass

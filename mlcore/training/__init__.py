@@ -1,4 +1,4 @@
-"""Training infrastructure shared by the teacher and student trainers: steps, schedules, precision, checkpoints.
+"""The training engine every trainer shares: steps, schedules, precision, checkpoints, resume, DDP.
 
     seed_everything(dynamics.seed, dynamics.deterministic)          # before building the model
     manager = TrainingManager(model, model.parameters(), dynamics, device=device,
@@ -17,8 +17,9 @@
         if decision.stop:
             break
 
-Teacher fine-tuning (imports transformers, so not re-exported here): `mlcore.training.teacher_trainer.TeacherTrainer`
-and `mlcore.training.teacher_setup.train_teachers` (what `mlcore train-teacher` runs).
+The rooms that use it: `mlcore.finetune` (LoRA on the teachers, what `mlcore train-teacher` runs) and
+`mlcore.distill` (teacher labels -> a prompt-free student, what `mlcore train-student` runs). Nothing here knows
+about teachers, students or losses.
 """
 
 from mlcore.training.batchnorm import freeze_batchnorm

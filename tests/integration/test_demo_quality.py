@@ -11,12 +11,12 @@ from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.demo import make_field_dataset
 from mlcore.data.mode_config import ModeConfig
 from mlcore.data.prepare import prepare_dataset
+from mlcore.finetune.evaluation import evaluate_grounding_dino
+from mlcore.finetune.setup import train_teachers
 from mlcore.teachers.adapters import load_adapter
 from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
 from mlcore.teachers.prompts import build_prompt_chunks
 from mlcore.teachers.untrained import save_untrained_teachers
-from mlcore.training.teacher_eval import evaluate_grounding_dino
-from mlcore.training.teacher_setup import train_teachers
 
 
 @pytest.fixture(scope="module")

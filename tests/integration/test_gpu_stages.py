@@ -22,7 +22,7 @@ from pydantic_core import to_jsonable_python
 from flows.gpu_stages import distill_stage, gpu_stage, run_gpu_stage
 from mlcore.data.demo import make_demo_dataset
 from mlcore.data.prepare import prepare_dataset
-from mlcore.training.teacher_trainer import TeacherRun, TeacherTrainingResult
+from mlcore.finetune.records import TeacherRun, TeacherTrainingResult
 from tasks.policy import STAGE_MARKER
 from tests.integration.test_annotation_sensor import TEMPLATES, api, deployment_id, flow_runs, worker
 from tests.integration.test_deployments import prefect, prefect_env  # noqa: F401 (a fixture)

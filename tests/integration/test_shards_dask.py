@@ -55,8 +55,8 @@ def cluster():
 
 def test_labelling_and_evaluation_shards_run_on_two_dask_workers_and_match_one_worker(
         prefect_server, dataset: dict[str, Path], cluster, tmp_path: Path) -> None:
+    from mlcore.distill.setup import label_teacher_shard
     from mlcore.evaluation.commands import evaluate_target
-    from mlcore.training.student_setup import label_teacher_shard
 
     data, val, teachers = (str(dataset[name]) for name in ("train", "val", "teachers"))
     cache, evaluation = tmp_path / "teacher_cache", tmp_path / "evaluation"

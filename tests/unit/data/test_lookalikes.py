@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlcore.data.coco_reader import read_coco
+from mlcore.data.coco_reader import RawCoco, read_coco
 from mlcore.data.lookalikes import keypoints_note
 from mlcore.errors import DatasetError
 
@@ -124,11 +124,11 @@ def test_image_info_file_reads_and_says_it_has_no_annotations_key(tmp_path):
 def test_keypoints_are_noted_as_ignored(tmp_path):
     data = instances()
     data["annotations"][0].update(keypoints=[12, 20, 2] * 17, num_keypoints=17)
-    assert "ignored" in keypoints_note(read_coco(write(tmp_path, data)))
+    assert "ignored" in _keypoints_note(read_coco(write(tmp_path, data)))
     data = instances()
     data["categories"][0]["keypoints"] = ["nose", "left_eye"]
-    assert "boxes and masks" in keypoints_note(read_coco(write(tmp_path, data, "categories_only.json")))
-    assert keypoints_note(read_coco(write(tmp_path, instances(), "plain.json"))) is None
+    assert "boxes and masks" in _keypoints_note(read_coco(write(tmp_path, data, "categories_only.json")))
+    assert _keypoints_note(read_coco(write(tmp_path, instances(), "plain.json"))) is None
 
 
 # Real exports in ../shared/datasets: what each one is (None: a COCO instances file that must keep reading).
@@ -153,4 +153,8 @@ def test_shared_exports_are_recognised_and_instances_files_still_read(shared_dat
             assert raw.images, path
     images_info = read_coco(shared_datasets / "real_exports/panoptic/sample_data/images_info_examples.json")
     assert images_info.has_annotations_key is False
-    assert keypoints_note(read_coco(shared_datasets / "real_exports/mmpose_kp/tests/data/coco/test_coco.json"))
+    assert _keypoints_note(read_coco(shared_datasets / "real_exports/mmpose_kp/tests/data/coco/test_coco.json"))
+
+
+def _keypoints_note(raw: RawCoco) -> str | None:
+    return keypoints_note(raw.categories, raw.annotations)

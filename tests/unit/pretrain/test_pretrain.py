@@ -14,6 +14,7 @@ import torch
 from transformers import GroundingDinoForObjectDetection
 
 from mlcore.errors import ModelError
+from mlcore.finetune.setup import teacher_configs
 from mlcore.preprocess import for_model
 from mlcore.pretrain import dino, recipes, sam
 from mlcore.pretrain.export import SOURCE_REPO, SUMS_FILE, save_teacher_folder
@@ -21,7 +22,6 @@ from mlcore.pretrain.runner import PretrainSpec
 from mlcore.teachers import load_grounding_dino, load_sam
 from mlcore.teachers.presets import get_preset
 from mlcore.teachers.weights import resolve_weights_folder
-from mlcore.training.teacher_setup import teacher_configs
 
 SHORT = PretrainSpec(steps=4, lr=5e-4, warmup=2, batch_size=2, seed=3, eval_every=4, save_every=2)
 

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from mlcore.data.prepare import DatasetReport
+from mlcore.distill.records import DistillationResult
+from mlcore.finetune.records import TeacherRun, TeacherTrainingResult
 from mlcore.optimization.gate import GateDecision
 from mlcore.optimization.onnx_export import OnnxExport
 from mlcore.optimization.optimize import OptimizationResult
 from mlcore.optimization.quantize import QuantizedModel
-from mlcore.reporting import (ModelScores, PipelineRun, StageRecord, StoreStatus, document_from_json,
-                              document_to_json, pipeline_document, pipeline_markdown, to_html, to_markdown,
-                              with_store_status, write_pipeline_report)
-from mlcore.training.distillation import DistillationResult
-from mlcore.training.teacher_trainer import TeacherRun, TeacherTrainingResult
+from mlcore.reporting import (ModelScores, PipelineRun, StageRecord, StoreStatus, document_from_json, document_to_json,
+                              pipeline_document, pipeline_markdown, to_html, to_markdown, with_store_status,
+                              write_pipeline_report)
 
 
 def export_result(run_dir: Path, *, passed: bool = True) -> OptimizationResult:

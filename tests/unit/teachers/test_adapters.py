@@ -21,7 +21,7 @@ from mlcore.teachers import (
     save_adapter,
     verify_lora_freezing,
 )
-from mlcore.teachers.adapters import ADAPTER_WEIGHTS, METADATA_NAME
+from mlcore.teachers.adapter_metadata import ADAPTER_WEIGHTS, METADATA_NAME
 from tests.unit.teachers.conftest import dino_inputs, noise_image, sam_inputs
 from tests.unit.teachers.test_lora import randomize_lora
 

@@ -16,7 +16,7 @@ from transformers import GroundingDinoForObjectDetection
 from mlcore.errors import ModelError
 from mlcore.teachers import (apply_lora_to_grounding_dino, apply_lora_to_sam, load_adapter, load_grounding_dino,
                              load_sam, save_adapter, weights)
-from mlcore.teachers.adapters import METADATA_NAME
+from mlcore.teachers.adapter_metadata import METADATA_NAME
 from mlcore.teachers.presets import _tiny_grounding_dino_config, tiny_tokenizer
 from mlcore.teachers.types import Teacher
 from tests.unit.teachers.test_lora import randomize_lora

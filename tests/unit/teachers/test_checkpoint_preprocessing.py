@@ -11,8 +11,8 @@ import torch
 from transformers import AutoImageProcessor, GroundingDinoImageProcessor, SamImageProcessor
 
 from mlcore.config.schemas.teachers import TeacherGroundingDinoLoraConfig
+from mlcore.finetune.inputs import dino_preprocessor
 from mlcore.teachers import load_grounding_dino, load_sam
-from mlcore.training.teacher_inputs import dino_preprocessor
 from tests.unit.teachers.conftest import noise_image
 from tests.unit.teachers.test_weights import save_as
 

@@ -13,10 +13,10 @@ import torch
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.demo import write_scenes_coco
 from mlcore.data.shapes_world import SHAPES, draw_scene
+from mlcore.finetune.evaluation import evaluate_grounding_dino
 from mlcore.preprocess.meta import PreprocessMeta
 from mlcore.teachers import load_grounding_dino
 from mlcore.teachers.prompts import build_prompt_chunks
-from mlcore.training.teacher_eval import evaluate_grounding_dino
 
 SIZES = [(256, 160), (160, 256), (160, 160)]  # width, height: one batch of three pads each differently
 

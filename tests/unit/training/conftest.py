@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 
-import pytest
 import torch
 from torch import nn
 
@@ -37,27 +34,3 @@ def regression_data(count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(count, 4, generator=generator)
     return x, torch.stack([x.sum(1), x[:, 0] - x[:, 1]], dim=1)
-
-
-@pytest.fixture
-def training_logs() -> Iterator[list[logging.LogRecord]]:
-    """Records logged under mlcore.training (captured directly: setup_logging may stop mlcore propagating)."""
-    records: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("mlcore.training")
-    handler, level = Collect(logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def _no_deterministic_leak() -> Iterator[None]:
-    yield
-    torch.use_deterministic_algorithms(False)

@@ -83,7 +83,7 @@ def test_gradients_are_clipped_to_max_norm_before_the_optimizer_step() -> None:
     assert clipped == pytest.approx(0.1, rel=1e-4)
 
 
-def test_non_finite_losses_are_skipped_and_too_many_in_a_row_stop_training(training_logs) -> None:
+def test_non_finite_losses_are_skipped_and_too_many_in_a_row_stop_training(mlcore_logs) -> None:
     x, y = regression_data(4)
     model = mlp()
     manager = _manager(model, max_nonfinite_in_a_row=3)
@@ -96,7 +96,7 @@ def test_non_finite_losses_are_skipped_and_too_many_in_a_row_stop_training(train
     assert result.skipped and not result.stepped
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert manager.nonfinite_total == 1 and manager.global_step == 0
-    assert any("loss is nan" in r.getMessage() and r.levelname == "WARNING" for r in training_logs)
+    assert any("loss is nan" in r.getMessage() and r.levelname == "WARNING" for r in mlcore_logs)
 
     manager.training_step(nan_loss)
     assert manager.training_step(lambda: F.mse_loss(model(x), y)).stepped  # a good step resets the count
@@ -162,11 +162,11 @@ def test_cpu_trains_in_plain_fp32_without_autocast(setting: str) -> None:
     assert manager.precision.dtype is None and manager.precision.name == "fp32" and manager.scaler is None
 
 
-def test_explicit_half_precision_on_cpu_is_downgraded_with_one_log_line(training_logs) -> None:
+def test_explicit_half_precision_on_cpu_is_downgraded_with_one_log_line(mlcore_logs) -> None:
     assert resolve_precision("auto", "cpu").name == "fp32"
-    assert not [r for r in training_logs if "fp32" in r.getMessage()]
+    assert not [r for r in mlcore_logs if "fp32" in r.getMessage()]
     assert resolve_precision("bf16", "cpu").name == "fp32"
-    lines = [r.getMessage() for r in training_logs if "needs CUDA" in r.getMessage()]
+    lines = [r.getMessage() for r in mlcore_logs if "needs CUDA" in r.getMessage()]
     assert lines == ["mixed_precision bf16 needs CUDA; training in fp32 on cpu"]
 
 
