@@ -1,7 +1,6 @@
-"""Distillation quality within a fixed CPU budget, and teacher labelling throughput.
+"""Distillation quality within a fixed CPU budget (teacher labelling speed: bench_labelling.py).
 
-    python benchmarks/bench_distillation.py                      # both parts, ~20-30 minutes on 2 cores
-    python benchmarks/bench_distillation.py --part throughput    # only the labelling throughput
+    python benchmarks/bench_distillation.py                      # ~20 minutes on 2 cores
     python benchmarks/bench_distillation.py --quick              # smoke run of every step (~3 minutes)
 
 Quality (generated shapes, `mlcore demo-data`, split train/val/test, everything scored on the held-out test split):
@@ -10,9 +9,6 @@ Quality (generated shapes, `mlcore demo-data`, split train/val/test, everything 
 2. the student distilled from them (rule teacher_only: teacher boxes and soft scores, no annotation) -> mAP;
 3. the same student, same epochs, trained on the annotations alone (prefer_ground_truth, logit KD off) -> mAP.
 The budget is epochs, not seconds, so the quality figures do not depend on the machine's load; seconds are recorded.
-
-Throughput: full-size teachers (Grounding DINO Swin-T + SAM ViT-B by default; random weights, speed does not depend
-on them) label images through `TeacherTargetCache` (batched), then the same images are read back from the cache.
 """
 
 from __future__ import annotations
@@ -30,8 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from machine import code_version, machine_info  # noqa: E402
 
-RESULTS = {"quality": HERE / "results" / "distillation_quality_cpu.json",
-           "throughput": HERE / "results" / "teacher_labelling_cpu.json"}
+RESULT = HERE / "results" / "distillation_quality_cpu.json"
 
 
 def prepare(root: Path, images: int, mode: str, seed: int) -> Path:
@@ -129,42 +124,6 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
     }
 
 
-def throughput(work: Path, args: argparse.Namespace) -> dict:
-    from mlcore.data.demo import make_demo_dataset
-    from mlcore.distill.label_cache import TeacherTargetCache
-    from mlcore.teachers import load_grounding_dino, load_sam
-    from mlcore.teachers.grounded_sam import GroundedSAM
-
-    source = make_demo_dataset(work / "throughput", mode="both", num_images=args.throughput_images,
-                               image_size=(640, 480), seed=3)
-    images = sorted((source.parent / "images").iterdir())
-    loaded = time.perf_counter()
-    dino = load_grounding_dino(args.dino_preset, random_init=True)
-    sam = load_sam(args.sam_preset, random_init=True)
-    load_seconds = time.perf_counter() - loaded
-    names = ["circle", "square", "triangle"]
-    teachers = GroundedSAM(names, grounding_dino=dino, sam=sam, box_threshold=args.box_threshold,
-                           text_threshold=0.0, max_detections=args.max_detections)
-    cache = TeacherTargetCache(work / "cache", teachers, batch_size=args.labelling_batch, progress=False)
-    started = time.perf_counter()
-    cache.fill(images)
-    label_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    outputs = [cache.get(path) for path in images]
-    read_seconds = time.perf_counter() - started
-    return {
-        "teachers": {"grounding_dino": args.dino_preset, "sam": args.sam_preset,
-                     "weights": "random_init (full-size architectures; speed does not depend on the weights)"},
-        "images": len(images), "image_size": [640, 480], "batch_size": args.labelling_batch,
-        "max_detections": args.max_detections,
-        "boxes_per_image": sum(len(output.boxes) for output in outputs) / len(outputs),
-        "load_seconds": load_seconds,
-        "labelling": {"seconds": label_seconds, "images_per_second": len(images) / label_seconds},
-        "cached_read": {"seconds": read_seconds, "images_per_second": len(images) / max(read_seconds, 1e-9)},
-        "reference": "users of existing tools report 0.5-1 image/s on a V100 GPU",
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=60)
@@ -172,34 +131,20 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=30)
     parser.add_argument("--imgsz", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--throughput-images", type=int, default=4)
-    parser.add_argument("--labelling-batch", type=int, default=2)
-    parser.add_argument("--dino-preset", default="grounding_dino_swint")
-    parser.add_argument("--sam-preset", default="sam_vit_b")
-    parser.add_argument("--box-threshold", type=float, default=0.3)
-    parser.add_argument("--max-detections", type=int, default=20,
-                        help="boxes per image SAM masks (random-weight DINO passes hundreds of its 900 queries)")
-    parser.add_argument("--part", choices=["all", "quality", "throughput"], default="all")
-    parser.add_argument("--quick", action="store_true", help="tiny budget and tiny teachers for the throughput part")
-    parser.add_argument("--output-dir", type=Path, default=None, help="default: benchmarks/results/")
+    parser.add_argument("--quick", action="store_true", help="a tiny budget: a smoke run of every step")
+    parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
     if args.quick:
-        args.images, args.teacher_epochs, args.student_epochs, args.throughput_images = 15, 1, 2, 2
-        args.dino_preset = args.sam_preset = "tiny"
-    machine = machine_info(["torch", "transformers", "peft", "ultralytics"])
-    parts = {"quality": quality, "throughput": throughput}
-    for name, measure in parts.items():
-        if args.part not in ("all", name):
-            continue
-        work = Path(tempfile.mkdtemp(prefix=f"mlcore-bench-{name}-"))
-        try:
-            record = {"machine": machine, "code": code_version(), "quick": args.quick, name: measure(work, args)}
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        output = (args.output_dir / RESULTS[name].name) if args.output_dir else RESULTS[name]
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(record, indent=2) + "\n")
-        print(json.dumps(record, indent=2))
+        args.images, args.teacher_epochs, args.student_epochs = 15, 1, 2
+    work = Path(tempfile.mkdtemp(prefix="mlcore-bench-quality-"))
+    try:
+        record = {"machine": machine_info(["torch", "transformers", "peft", "ultralytics"]), "code": code_version(),
+                  "quick": args.quick, "quality": quality(work, args)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

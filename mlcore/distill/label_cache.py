@@ -7,7 +7,7 @@
 One `.npz` file per image (no pickle), written atomically, so a killed labelling run resumes where it stopped and a
 reader never sees a torn file. The file name is a sha256 over everything that changes the labels: the image's
 content, each teacher's preset, base weights (revision, sha256) and adapter checksum, classes and prompts,
-thresholds, preprocessing, dtype, the feature source and this format's version; for segmentation-only labelling also
+thresholds, preprocessing, dtype and labelling precision, the feature source and this format's version; for segmentation-only labelling also
 the prompting boxes.
 A changed adapter or threshold therefore never reuses stale labels, and stale files are simply never read.
 
@@ -40,6 +40,7 @@ from mlcore.errors import ConfigError, ModelError
 from mlcore.io import atomic_open, sha256_file
 from mlcore.logs import get_logger
 from mlcore.preprocess import load_rgb
+from mlcore.teachers.autocast import precision_name
 from mlcore.teachers.grounded_sam import GroundedSAM
 from mlcore.teachers.types import Teacher, TeacherPrediction
 
@@ -126,7 +127,8 @@ class TeacherTargetCache:
                 "class_names": grounded.class_names,
                 "class_prompts": {name: grounded.class_prompts[name] for name in sorted(grounded.class_prompts)},
                 "box_threshold": grounded.box_threshold, "text_threshold": grounded.text_threshold,
-                "nms_iou": grounded.nms_iou, "max_detections": grounded.max_detections}
+                "nms_iou": grounded.nms_iou, "max_detections": grounded.max_detections,
+                "precision": {family: precision_name(dtype) for family, dtype in grounded.dtypes.items()}}
 
     def key(self, request: LabelRequest | str | os.PathLike[str], settings: dict[str, Any] | None = None) -> str:
         request = _as_request(request)

@@ -207,7 +207,8 @@ class DistillationTrainer:
         """The teachers, their label cache and every image this run trains on, in a fixed order (what labelling
         shards split: they must label exactly the images, prompts and cache keys `run` will read)."""
         teachers = GroundedSAM.from_pretrained(self.teachers_dir, self.mode, weights_dir=self.teacher_weights_dir,
-                                               device=self.device, box_threshold=self.kd.teacher_score_threshold)
+                                               device=self.device, box_threshold=self.kd.teacher_score_threshold,
+                                               precision=self.kd.teacher_precision)
         cache = TeacherTargetCache(self.teacher_cache_dir, teachers, feature_source=self._feature_source(teachers),
                                    progress=self.progress)
         return teachers, cache, self._items(cache)

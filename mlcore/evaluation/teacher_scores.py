@@ -106,7 +106,8 @@ def _dino_view(grounded_sam: GroundedSAM, score_threshold: float) -> GroundedSAM
     return GroundedSAM(grounded_sam.class_names, grounding_dino=grounded_sam.grounding_dino,
                        class_prompts=grounded_sam.class_prompts, box_threshold=score_threshold,
                        text_threshold=score_threshold, nms_iou=grounded_sam.nms_iou,
-                       preprocessors={"grounding_dino": grounded_sam.preprocessors["grounding_dino"]})
+                       preprocessors={"grounding_dino": grounded_sam.preprocessors["grounding_dino"]},
+                       precision=grounded_sam.precision)
 
 
 def _sam_view(grounded_sam: GroundedSAM) -> GroundedSAM | None:
@@ -115,7 +116,7 @@ def _sam_view(grounded_sam: GroundedSAM) -> GroundedSAM | None:
     if grounded_sam.sam is None:
         return None
     return GroundedSAM(grounded_sam.class_names, sam=grounded_sam.sam,
-                       preprocessors={"sam": grounded_sam.preprocessors["sam"]})
+                       preprocessors={"sam": grounded_sam.preprocessors["sam"]}, precision=grounded_sam.precision)
 
 
 def _segment(sam: GroundedSAM, rgbs: Sequence[np.ndarray], found: list[_Found], *, scores_from_sam: bool) -> None:

@@ -20,6 +20,7 @@ from mlcore.logs import get_logger
 from mlcore.preprocess import SingleModelPreprocessor, load_rgb
 from mlcore.preprocess.inputs import ImageInput, is_batch
 from mlcore.teachers.adapters import load_adapter
+from mlcore.teachers.autocast import LabellingPrecision, autocast, labelling_dtype
 from mlcore.teachers.grounding_dino import max_text_len, run_queries, select_detections
 from mlcore.teachers.lora import merge_lora_weights
 from mlcore.teachers.prompts import PromptChunk, build_prompt_chunks
@@ -45,7 +46,9 @@ class GroundedSAM:
                  class_prompts: Mapping[str, Sequence[str]] | None = None,
                  box_threshold: float = DEFAULT_BOX_THRESHOLD, text_threshold: float = DEFAULT_TEXT_THRESHOLD,
                  nms_iou: float | None = DEFAULT_NMS_IOU, max_detections: int | None = DEFAULT_MAX_DETECTIONS,
-                 preprocessors: Mapping[str, SingleModelPreprocessor] | None = None) -> None:
+                 preprocessors: Mapping[str, SingleModelPreprocessor] | None = None,
+                 precision: LabellingPrecision = "fp32") -> None:
+        """precision: the dtype the heavy forwards autocast to (`mlcore.teachers.autocast`; auto: bf16 where native)."""
         if grounding_dino is None and sam is None:
             raise ModelError("GroundedSAM needs at least one teacher", fix="load Grounding DINO, SAM or both")
         self.class_names = list(class_names)
@@ -59,6 +62,9 @@ class GroundedSAM:
             _check_sam_input_size(sam, self.preprocessors["sam"])
         for teacher in self.teachers.values():
             teacher.model.eval()
+        self.precision = precision
+        self.dtypes = {family: labelling_dtype(precision, teacher.device, teacher.parameter_count)
+                       for family, teacher in self.teachers.items()}
         self._chunks: dict[tuple[str, ...], list[PromptChunk]] = {}
 
     @classmethod
@@ -69,7 +75,8 @@ class GroundedSAM:
                         class_prompts: Mapping[str, Sequence[str]] | None = None, box_threshold: float | None = None,
                         text_threshold: float | None = None, nms_iou: float | None = DEFAULT_NMS_IOU,
                         max_detections: int | None = DEFAULT_MAX_DETECTIONS,
-                        preprocessors: Mapping[str, SingleModelPreprocessor] | None = None) -> GroundedSAM:
+                        preprocessors: Mapping[str, SingleModelPreprocessor] | None = None,
+                        precision: LabellingPrecision = "fp32") -> GroundedSAM:
         """Load base models plus adapters for the teachers the mode needs, and nothing else.
 
         teachers: a folder with `grounding_dino/` and `sam/` adapter folders, or {family: adapter folder or Teacher}.
@@ -97,7 +104,7 @@ class GroundedSAM:
         return cls(mode.class_names, grounding_dino=dino, sam=loaded.get("sam"), class_prompts=class_prompts,
                    box_threshold=_pick(box_threshold, trained, "box_threshold", DEFAULT_BOX_THRESHOLD),
                    text_threshold=_pick(text_threshold, trained, "text_threshold", DEFAULT_TEXT_THRESHOLD),
-                   nms_iou=nms_iou, max_detections=max_detections, preprocessors=preprocessors)
+                   nms_iou=nms_iou, max_detections=max_detections, preprocessors=preprocessors, precision=precision)
 
     @property
     def teachers(self) -> dict[str, Teacher]:
@@ -155,7 +162,8 @@ class GroundedSAM:
         device = self.grounding_dino.device
         pixel_values = batch.pixel_values.to(device=device, dtype=self.grounding_dino.dtype)
         queries = run_queries(self.grounding_dino.model, pixel_values, batch.pixel_mask.to(device),
-                              self.prompt_chunks(names), len(names))
+                              self.prompt_chunks(names), len(names),
+                              autocast=lambda: autocast(device, self.dtypes["grounding_dino"]))
         predictions = []
         for index, (rgb, meta) in enumerate(zip(rgbs, batch.meta)):
             found = select_detections(queries.boxes[index].cpu(), queries.class_scores[index].cpu(), meta,
@@ -175,8 +183,10 @@ class GroundedSAM:
     def _segment(self, rgbs: list[np.ndarray], predictions: list[TeacherPrediction], extract_features: bool) -> None:
         assert self.sam is not None
         batch = self.preprocessors["sam"](rgbs)
-        embeddings = image_embeddings(self.sam.model, batch.pixel_values.to(device=self.sam.device,
-                                                                            dtype=self.sam.dtype))
+        with autocast(self.sam.device, self.dtypes["sam"]):
+            embeddings = image_embeddings(self.sam.model, batch.pixel_values.to(device=self.sam.device,
+                                                                                dtype=self.sam.dtype))
+        embeddings = embeddings.to(self.sam.dtype)  # the mask decoder runs in the model's own dtype
         for index, (prediction, meta) in enumerate(zip(predictions, batch.meta)):
             prediction.masks, prediction.mask_scores = masks_in_original_frame(
                 self.sam.model, embeddings[index:index + 1], prediction.boxes, meta)

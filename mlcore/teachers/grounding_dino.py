@@ -8,10 +8,12 @@ weights they are (`Teacher.base`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ContextManager
 
 import torch
 from torch import nn
@@ -101,25 +103,48 @@ class DinoQueries:
 
 
 def run_queries(model: nn.Module, pixel_values: torch.Tensor, pixel_mask: torch.Tensor,
-                chunks: Sequence[PromptChunk], num_classes: int) -> DinoQueries:
-    """One forward per prompt chunk (the image batch shares it); queries of all chunks are concatenated."""
+                chunks: Sequence[PromptChunk], num_classes: int, *,
+                autocast: Callable[[], ContextManager[object]] = contextlib.nullcontext) -> DinoQueries:
+    """One forward per prompt chunk (the image batch shares it, and the image backbone runs once for all chunks);
+    queries of all chunks are concatenated, in fp32 whatever `autocast` ran the forwards in."""
     boxes, scores, hidden, encoder_vision, shapes = [], [], [], None, []
     encoder = _detector(model).model.encoder
     hook = encoder.register_forward_hook(
         lambda _module, _args, kwargs, _output: shapes.append(kwargs["spatial_shapes_list"]), with_kwargs=True)
     try:
-        for chunk in chunks:
-            text = chunk.encode(pixel_values.shape[0], pixel_values.device)
-            outputs = model(pixel_values=pixel_values, pixel_mask=pixel_mask, **text)
-            boxes.append(outputs.pred_boxes)
-            scores.append(class_scores(outputs.logits, chunk, num_classes))
-            hidden.append(outputs.last_hidden_state)
-            if encoder_vision is None:
-                encoder_vision = outputs.encoder_last_hidden_state_vision
+        with backbone_computed_once(model):
+            for chunk in chunks:
+                text = chunk.encode(pixel_values.shape[0], pixel_values.device)
+                with autocast():
+                    outputs = model(pixel_values=pixel_values, pixel_mask=pixel_mask, **text)
+                boxes.append(outputs.pred_boxes.float())
+                scores.append(class_scores(outputs.logits.float(), chunk, num_classes))
+                hidden.append(outputs.last_hidden_state.float())
+                if encoder_vision is None:
+                    encoder_vision = outputs.encoder_last_hidden_state_vision.float()
     finally:
         hook.remove()
     return DinoQueries(boxes=torch.cat(boxes, 1), class_scores=torch.cat(scores, 1), hidden_states=torch.cat(hidden, 1),
                        encoder_vision=encoder_vision, spatial_shapes=torch.tensor(shapes[0], dtype=torch.long))
+
+
+@contextlib.contextmanager
+def backbone_computed_once(model: nn.Module) -> Iterator[None]:
+    """Within the block, the image backbone (Swin + position embeddings) runs on its first call only and later calls
+    get that output: it never sees the text, so every prompt chunk of one image batch can share it."""
+    backbone = _detector(model).model.backbone
+    forward, outputs = backbone.forward, []
+
+    def once(*args: object, **kwargs: object) -> object:
+        if not outputs:
+            outputs.append(forward(*args, **kwargs))
+        return outputs[0]
+
+    backbone.forward = once
+    try:
+        yield
+    finally:
+        del backbone.forward  # the class's own forward again
 
 
 @dataclass

@@ -51,6 +51,10 @@ class Teacher:
         return next(self.model.parameters()).device
 
     @property
+    def parameter_count(self) -> int:
+        return sum(parameter.numel() for parameter in self.model.parameters())
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 

@@ -155,6 +155,11 @@ class KdConfigBase(ConfigModel):
     teacher_score_threshold: float = Field(
         default=0.3, ge=0.0, le=1.0, description="Teacher detections below this score are not used as pseudo-labels."
     )
+    teacher_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto",
+        description="Dtype of the teachers' forwards while labelling. auto: bf16 on GPUs with native bf16 (else "
+        "fp16) and on CPUs with native bf16 (AVX512-BF16/AMX, about 2x faster), else fp32.",
+    )
     ground_truth: GroundTruthCombination = Field(
         default_factory=GroundTruthCombination, description="How annotations and teacher labels combine."
     )

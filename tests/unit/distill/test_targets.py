@@ -131,6 +131,10 @@ def test_a_changed_threshold_or_adapter_labels_again(teachers_dir, mode_configs,
     teachers.box_threshold = 0.0
     cache.get(image)
     assert sum(calls) == 2  # back to the first settings: their file is still there
+    teachers.dtypes = {"grounding_dino": torch.bfloat16}
+    cache.get(image)
+    assert sum(calls) == 3  # labels made in another precision are other labels
+    teachers.dtypes = {"grounding_dino": None}
 
     other_dir = make_teachers_dir(tmp_path / "retrained", mode_configs["detection_only"].class_mapping, seed=7)
     retrained = grounded(other_dir, mode_configs, "detection_only")
@@ -138,7 +142,7 @@ def test_a_changed_threshold_or_adapter_labels_again(teachers_dir, mode_configs,
     assert old != new
     retrained_calls = count_calls(retrained, monkeypatch)
     TeacherTargetCache(folder, retrained, progress=False).get(image)
-    assert sum(retrained_calls) == 1 and len(list(folder.glob("*.npz"))) == 3
+    assert sum(retrained_calls) == 1 and len(list(folder.glob("*.npz"))) == 4
 
 
 def test_masks_round_trip_through_rle_exactly() -> None:
