@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,8 +61,10 @@ class QuantizedModel:
 def exclusion_nodes(model: Any, exclude: Exclusion = "decode") -> list[str]:
     """Names of the nodes kept in float.
 
-    decode: every node downstream of the head's final convs (the box/score decode tail, up to the outputs);
-    head: those final convs as well; none: nothing. A graph without ultralytics' head names gets none (logged).
+    decode: every node that does not feed the head's final convs: the box/score decode tail up to the outputs and
+    its side branches (anchor points, strides: uint8 would make stride 8 read 8.03 and every box on that level 0.4 %
+    too large); head: those final convs as well; none: nothing. A graph without ultralytics' head names gets none
+    (logged).
     """
     if exclude not in EXCLUSIONS:
         raise ConfigError(f"unknown exclusion {exclude!r}", where="quantization.exclude",
@@ -78,24 +80,17 @@ def exclusion_nodes(model: Any, exclude: Exclusion = "decode") -> list[str]:
     if not final_convs:
         log.warning("no ultralytics detection head found in the graph: quantizing every node")
         return []
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in nodes:
-        for name in node.input:
-            consumers[name].append(node)
-    kept: dict[str, None] = {}  # ordered set
-    queue = deque(output for conv in final_convs for output in conv.output)
-    seen: set[str] = set()
+    producer = {output: node for node in nodes for output in node.output}
+    upstream: set[str] = set()  # the backbone and neck: everything the final convs read, directly or not
+    queue = deque(name for conv in final_convs for name in conv.input)
     while queue:
-        tensor = queue.popleft()
-        for node in consumers.get(tensor, ()):
-            if node.name in seen:
-                continue
-            seen.add(node.name)
-            kept[node.name] = None
-            queue.extend(node.output)
-    if exclude == "head":
-        kept.update(dict.fromkeys(conv.name for conv in final_convs))
-    return list(kept)
+        node = producer.get(queue.popleft())
+        if node is not None and node.name not in upstream:
+            upstream.add(node.name)
+            queue.extend(node.input)
+    final = {conv.name for conv in final_convs}
+    return [node.name for node in nodes
+            if node.name not in upstream and (node.name not in final or exclude == "head")]
 
 
 def quantize_int8_dynamic(onnx_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,

@@ -79,7 +79,8 @@ def test_a_longer_outage_fails_cleanly_and_mlcore_store_finishes_it_later(
     elapsed = time.monotonic() - started
 
     command = f"mlcore store {run.run_dir} --store {store}"
-    assert state.is_failed() and 20 <= elapsed < 40, elapsed
+    # failed while the 60 s outage still lasted, after trying for the whole 20 s window
+    assert state.is_failed() and elapsed >= 20, elapsed
     assert state.message.startswith("not stored: ") and "failed" in state.message and "times over" in state.message
     assert "HTTP 503" in state.message and command in state.message
     report = (run.run_dir / "report.md").read_text()
@@ -137,13 +138,16 @@ def test_the_flow_checks_the_store_before_its_first_stage(prefect_server, aws_en
 
 
 def test_the_cli_checks_the_store_before_loading_the_pipeline(aws_env, tmp_path) -> None:  # noqa: F811
-    command = [sys.executable, "-m", "mlcore.cli.app", "pipeline", "--data", str(tmp_path / "any.json"),
-               "--store", MISSING, "--output", str(tmp_path / "run")]
-    started = time.monotonic()
+    command = [sys.executable, "-X", "importtime", "-m", "mlcore.cli.app", "pipeline", "--data",
+               str(tmp_path / "any.json"), "--store", MISSING, "--output", str(tmp_path / "run")]
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=300)
 
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"pipeline failed: store {MISSING!r} cannot be used: " in result.stderr
     assert "bucket 'mlcore-no-such-bucket' does not exist" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
-    assert time.monotonic() - started < 60  # no Prefect server, no training libraries
+    # no Prefect server, no training libraries: not even imported (-X importtime lists every module loaded)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "boto3" in imported  # the list is there: the store check itself needed boto3
+    assert not {name for name in imported if name.split(".")[0] in ("prefect", "flows", "torch", "ultralytics")}

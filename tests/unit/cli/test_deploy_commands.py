@@ -63,8 +63,11 @@ def test_infer_writes_overlays_and_a_results_file(setup) -> None:
     out = setup["root"] / "infer"
     invoke("infer", "--model", str(setup["model"]), "--source", str(setup["images"]), "--output", str(out),
            "--conf", "0.001")
-    assert len(list((out / "overlays").iterdir())) == 8
-    assert isinstance(json.loads((out / "predictions.json").read_text()), list)
+    images = sorted(path.name for path in setup["images"].iterdir())
+    assert sorted(path.name for path in (out / "overlays").iterdir()) == images and len(images) == 8
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions and {record["file_name"] for record in predictions} <= set(images)
+    assert all(len(record["bbox"]) == 4 and record["score"] >= 0.001 for record in predictions)
 
 
 def test_evaluate_predictions_equals_pycocotools_on_the_same_files(setup) -> None:

@@ -209,13 +209,13 @@ def test_categories_with_other_ids_in_a_later_part_follow_the_first(tmp_path):
     assert any("'dog' has id 5" in note for note in merged.notes)
 
 
-def test_real_exports_are_recognised(shared_datasets, tmp_path):
-    expected = {"real_exports/cvat_cars": "cvat", "real_exports/labelstudio_cars/dataset": "label_studio",
-                "coco128_coco": "coco"}
-    for relative, kind in expected.items():
-        folder = shared_datasets / relative
-        if not folder.is_dir():
-            continue
-        layout = recognise_export(folder)
-        assert layout.kind == kind, relative
-        check_merge(layout, merge_export(layout, tmp_path / relative))
+@pytest.mark.parametrize(("relative", "kind"), [("real_exports/cvat_cars", "cvat"),
+                                               ("real_exports/labelstudio_cars/dataset", "label_studio"),
+                                               ("coco128_coco", "coco")])
+def test_real_exports_are_recognised(shared_datasets, tmp_path, relative, kind):
+    folder = shared_datasets / relative
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not present")  # said, not passed silently
+    layout = recognise_export(folder)
+    assert layout.kind == kind, relative
+    check_merge(layout, merge_export(layout, tmp_path / "merged"))

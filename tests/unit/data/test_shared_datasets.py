@@ -55,13 +55,13 @@ def test_coco128_crowd_rle_multipart_and_negatives(shared_datasets, tmp_path):
     assert report.statistics.negative_images == 2 and report.statistics.crowd_annotations > 0
     assert report.num_classes == 71
     assert sum(report.splits.values()) == 128
-    # Boxes made from the masks agree with COCO's own boxes (which are the polygon extents) to a pixel.
+    # Boxes made from the masks are COCO's own boxes (the polygon extents), to COCO's two decimals.
     cleaned = {a["id"]: a for a in json.loads(Path(report.outputs["cleaned"]).read_text())["annotations"]}
     # Areas are COCO's own (the polygons' area) wherever the polygon lies inside its image.
     sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
     for ann in data["annotations"]:
         if not ann["iscrowd"]:
-            assert cleaned[ann["id"]]["bbox"] == pytest.approx(ann["bbox"], abs=1.0)
+            assert cleaned[ann["id"]]["bbox"] == pytest.approx(ann["bbox"], abs=0.01)
             width, height = sizes[ann["image_id"]]
             coords = [v for part in ann["segmentation"] for v in part]
             if min(coords) >= 0 and max(coords[0::2]) <= width and max(coords[1::2]) <= height:

@@ -22,7 +22,8 @@ from mlcore.evaluation import (
 )
 from mlcore.preprocess import PreprocessMeta
 from mlcore.students import Student, StudentPrediction, get_student_model
-from tests.unit.evaluation.conftest import CATEGORY_IDS, NAMES, noisy_results, read_json
+from tests.unit.evaluation.conftest import (CATEGORY_IDS, NAMES, image_dependent, noisy_results, read_json,
+                                            self_labelled)
 from tests.unit.evaluation.test_curves import PNG_MAGIC
 from tests.unit.evaluation.test_metrics import direct_stats
 
@@ -67,10 +68,40 @@ class GroundTruthEngine:
 
 
 @pytest.fixture(scope="module")
-def seg_student() -> Student:
+def seg_student(demo_split: tuple[Path, CocoDataset]) -> Student:
+    _, dataset = demo_split
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return get_student_model("detection_and_segmentation", class_names=NAMES, kind="yolov8_seg")
+        student = get_student_model("detection_and_segmentation", class_names=NAMES, kind="yolov8_seg")
+    return image_dependent(student, [dataset[index].image_path for index in range(len(dataset))])
+
+
+@pytest.fixture(scope="module")
+def own_labels(demo_split: tuple[Path, CocoDataset], seg_student: Student,
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo images labelled with some of the student's own predictions: it scores strictly inside (0, 1)."""
+    annotation_file, dataset = demo_split
+    predicted = evaluate_engine(StudentStandIn(seg_student), dataset, annotation_file, CATEGORY_IDS, batch_size=2)
+    labels = self_labelled(annotation_file, predicted.results, tmp_path_factory.mktemp("own") / "labels.json")
+    assert read_json(labels)["annotations"]
+    return labels
+
+
+def strictly_inside(metrics: dict[str, float]) -> bool:
+    """Every number away from 0 and 1, where two different sets of predictions could not tie by accident."""
+    return all(0.05 < value < 0.95 for value in metrics.values())
+
+
+def same_predictions(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """The same detections, up to float32 rounding: ids and classes equal, boxes to 0.02 px (records hold two
+    decimals), scores to 1e-5 (ONNX Runtime and PyTorch differ by ~1e-6)."""
+    def ordered(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(records, key=lambda record: (record["image_id"], record["category_id"], record["bbox"]))
+
+    assert len(got) == len(want) > 0
+    for a, b in zip(ordered(got), ordered(want)):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=0.02) and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 
 def write_results(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -126,13 +157,13 @@ def test_an_engine_answering_the_ground_truth_scores_one(demo_split: tuple[Path,
 
 
 def test_engine_evaluation_equals_the_students_own(demo_split: tuple[Path, CocoDataset], seg_student: Student,
-                                                   ) -> None:
-    annotation_file, dataset = demo_split
-    result = evaluate_engine(StudentStandIn(seg_student), dataset, annotation_file, CATEGORY_IDS, batch_size=2)
+                                                   own_labels: Path) -> None:
+    _, dataset = demo_split
+    result = evaluate_engine(StudentStandIn(seg_student), dataset, own_labels, CATEGORY_IDS, batch_size=2)
     assert isinstance(result, EvaluationResult) and result.mask_map50_95 is not None
-    expected = evaluate_student(seg_student, dataset, annotation_file, CATEGORY_IDS, imgsz=64, batch_size=2)
+    expected = evaluate_student(seg_student, dataset, own_labels, CATEGORY_IDS, imgsz=64, batch_size=2)
+    assert set(expected) == {"map50_95", "map50", "mask_map50_95", "mask_map50"} and strictly_inside(expected)
     assert {key: value for key, value in result.metrics().items() if "75" not in key} == pytest.approx(expected)
-    assert all(0.0 <= value <= 1.0 for value in result.metrics().values())
     assert result.results and all("segmentation" in record for record in result.results)
 
 
@@ -159,9 +190,11 @@ def test_missing_category_ids_are_config_errors(demo_split: tuple[Path, CocoData
 
 
 def test_write_evaluation_files_round_trip(demo_split: tuple[Path, CocoDataset], seg_student: Student,
-                                           tmp_path: Path) -> None:
-    annotation_file, dataset = demo_split
+                                           own_labels: Path, tmp_path: Path) -> None:
+    _, dataset = demo_split
+    annotation_file = own_labels
     result = evaluate_engine(StudentStandIn(seg_student), dataset, annotation_file, CATEGORY_IDS)
+    assert strictly_inside(result.metrics())
     written = write_evaluation(result, tmp_path / "eval")
     assert set(written) == {"metrics", "pr_curves", "pr_curve_bbox", "pr_curve_segm", "predictions"}
     metrics = read_json(written["metrics"])
@@ -175,19 +208,22 @@ def test_write_evaluation_files_round_trip(demo_split: tuple[Path, CocoDataset],
     assert again.metrics() == pytest.approx(result.metrics())
 
 
-def test_real_engines_agree(demo_split: tuple[Path, CocoDataset], seg_student: Student, tmp_path: Path) -> None:
-    """mlcore.inference's PyTorch and ONNX engines through the same evaluation: same numbers within float noise."""
-    inference = pytest.importorskip("mlcore.inference")
-    pytest.importorskip("onnxruntime")
-    annotation_file, dataset = demo_split
-    torch_result = evaluate_engine(inference.PyTorchEngine(seg_student, imgsz=64), dataset, annotation_file,
-                                   CATEGORY_IDS)
-    assert torch_result.metrics() == pytest.approx(
-        evaluate_engine(StudentStandIn(seg_student), dataset, annotation_file, CATEGORY_IDS).metrics())
+def test_real_engines_agree(demo_split: tuple[Path, CocoDataset], seg_student: Student, own_labels: Path,
+                            tmp_path: Path) -> None:
+    """mlcore.inference's PyTorch and ONNX engines through the same evaluation: the same detections within float
+    noise, so the same numbers."""
+    from mlcore import inference
+
+    _, dataset = demo_split
+    stand_in = evaluate_engine(StudentStandIn(seg_student), dataset, own_labels, CATEGORY_IDS)
+    torch_result = evaluate_engine(inference.PyTorchEngine(seg_student, imgsz=64), dataset, own_labels, CATEGORY_IDS)
+    same_predictions(torch_result.results, stand_in.results)
+    assert strictly_inside(torch_result.metrics()) and torch_result.metrics() == pytest.approx(stand_in.metrics())
     onnx_path = seg_student.export_onnx(tmp_path / "student.onnx", imgsz=64)
-    onnx_result = evaluate_engine(inference.load_engine(onnx_path, device="cpu"), dataset, annotation_file,
+    onnx_result = evaluate_engine(inference.load_engine(onnx_path, device="cpu"), dataset, own_labels,
                                   CATEGORY_IDS, batch_size=3)
-    assert onnx_result.metrics() == pytest.approx(torch_result.metrics(), abs=0.02)
+    same_predictions(onnx_result.results, torch_result.results)
+    assert onnx_result.metrics() == pytest.approx(torch_result.metrics())
     assert onnx_result.settings["imgsz"] == 64
 
 

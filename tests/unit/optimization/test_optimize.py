@@ -32,7 +32,8 @@ def test_int8_with_gate_writes_the_files_and_report(detector_pt: Path, demo: Dem
     assert sizes["model.int8.onnx"] < sizes["model.onnx"]
     assert report["source"]["imgsz"] == IMGSZ  # read from the checkpoint
     assert report["onnx"]["opset"] == 17 and report["onnx"]["path"] == "model.onnx"
-    assert report["parity"]["inputs"] == "images" and report["parity"]["max_abs_diff"] >= 0
+    assert report["parity"]["inputs"] == "images" and report["parity"]["images"] > 0
+    assert report["parity"]["relative"]["output0"] < 1e-4  # fp32 ONNX Runtime vs PyTorch: float rounding only
     assert report["quantization"]["method"] == "int8_static"
     assert report["quantization"]["settings"]["calibration_images"] == 4
     gate = report["accuracy_gate"]

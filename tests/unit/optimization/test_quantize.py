@@ -46,9 +46,17 @@ def test_static_int8_is_qdq_smaller_runs_and_keeps_metadata(detector_onnx, detec
     (quantized,), (reference,) = _run(detector_int8.path, pixels), _run(detector_onnx.path, pixels)
     assert quantized.shape == reference.shape
     # the decode tail stayed float: one int8 scale shared by pixel boxes and 0-1 scores would move scores by
-    # about imgsz / 255 ~ 0.5; kept float, they stay close to the fp32 model's
-    assert np.abs(quantized[:, 4:] - reference[:, 4:]).max() < 0.05
-    assert np.abs(quantized[:, :4] - reference[:, :4]).max() < 0.25 * IMGSZ
+    # about imgsz / 255 ~ 0.5; kept float, only the class logits carry int8 error, and this student's (zeroed
+    # biases, vanishing random features) are ~0, so its scores stay 0.5 to float precision
+    assert np.abs(quantized[:, 4:] - reference[:, 4:]).max() < 1e-3
+
+
+def test_static_int8_keeps_the_decode_constants_in_float(detector_onnx, detector_int8, demo: Demo) -> None:
+    """This student's box logits are ~0 (vanishing random features): with anchors and strides in float its int8 boxes
+    equal the fp32 ones far below a pixel (quantized, strides 8 and 16 read 8.03 and 16.06: boxes 0.4 % too large)."""
+    pixels = _pixels(demo)
+    (quantized,), (reference,) = _run(detector_int8.path, pixels), _run(detector_onnx.path, pixels)
+    assert np.abs(quantized[:, :4] - reference[:, :4]).max() < 0.05
 
 
 def test_dynamic_int8_is_smaller_and_runs(detector_onnx, demo: Demo, tmp_path: Path) -> None:
@@ -67,7 +75,9 @@ def test_fp16_model_runs_with_float32_io(detector_onnx, demo: Demo, tmp_path: Pa
     pixels = _pixels(demo)
     (half,), (full,) = _run(result.path, pixels), _run(detector_onnx.path, pixels)
     assert half.dtype == np.float32
-    assert np.abs(half[:, 4:] - full[:, 4:]).max() < 0.05
+    ulp = 2.0 ** -11  # fp16's spacing relative to a value (10-bit mantissa); a few of them, not whole percents
+    assert np.abs(half[:, 4:] - full[:, 4:]).max() < 4 * ulp
+    assert np.abs(half[:, :4] - full[:, :4]).max() < 4 * ulp * np.abs(full[:, :4]).max()
 
 
 def test_exclusions_cover_the_decode_tail(detector_onnx) -> None:

@@ -161,6 +161,29 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
 
+class FakeClock:
+    """The store's clock (``time`` in mlcore.storage.s3): a request takes no time, a wait passes at once. Retry
+    windows are then checked exactly, and not against how busy the machine happens to be."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr("mlcore.storage.s3.time", clock)
+    return clock
+
+
 @pytest.fixture
 def flaky_proxy(moto_endpoint: str) -> Iterator[FlakyProxy]:
     proxy = FlakyProxy(moto_endpoint)

@@ -4,14 +4,13 @@ endpoint on loopback (moto's server) behind a proxy that fails on purpose."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from mlcore.storage import S3Store, StorageError
 from mlcore.storage.s3 import RetryPolicy
-from tests.unit.storage.conftest import FlakyProxy
+from tests.unit.storage.conftest import FakeClock, FlakyProxy
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -55,17 +54,19 @@ def test_an_outage_shorter_than_the_window_is_ridden_out(bucket: str, tmp_path: 
 
 
 def test_an_outage_longer_than_the_window_gives_up_saying_how_long(bucket: str, tmp_path: Path,
-                                                                    flaky_proxy: FlakyProxy) -> None:
+                                                                    flaky_proxy: FlakyProxy,
+                                                                    fake_clock: FakeClock) -> None:
     store = S3Store(bucket, "runs", endpoint_url=flaky_proxy.url, retry=_window(1.0))
     flaky_proxy.fail(10_000, status=None)  # every connection dropped without an answer
 
-    started = time.monotonic()
     with pytest.raises(StorageError) as caught:
         store.put_file(_write(tmp_path / "a.bin", b"x"), "run1/a.bin")
-    elapsed = time.monotonic() - started
 
-    assert 1.0 <= elapsed < 3.0, elapsed
-    assert "upload failed" in caught.value.message and "times over 1." in caught.value.message
+    # It kept trying for the whole window, no longer: the last wait ends with the window, then one more try.
+    assert sum(fake_clock.slept) == pytest.approx(1.0) and all(wait <= 0.2 for wait in fake_clock.slept)
+    tries = len(fake_clock.slept) + 1
+    assert f"upload failed {tries} times over 1.0 s" in caught.value.message
+    assert len(flaky_proxy.failed) >= tries  # every try reached the endpoint
     assert "AWS_ENDPOINT_URL" in caught.value.fix and flaky_proxy.url not in str(caught.value)
 
 

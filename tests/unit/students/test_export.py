@@ -33,5 +33,12 @@ def test_onnx_has_one_image_input_and_matches_torch(make_student: Callable[..., 
         head = student.model(pixels)[0]
     expected = [head[0], head[1]] if kind == "yolov8_seg" else [head]
     assert len(outputs) == len(expected)
-    for got, want in zip(outputs, expected):
-        np.testing.assert_allclose(got, want.numpy(), rtol=1e-3, atol=1e-3 * float(want.abs().max()))
+    # Each part against its own scale: pixel boxes reach hundreds while scores here are ~1e-3, so one tolerance
+    # from the largest value would let any score through. fp32 ONNX Runtime vs PyTorch differ by rounding only.
+    boxes, scores = slice(0, 4), slice(4, 4 + len(student.class_names))
+    parts = [(boxes, scores, slice(4 + len(student.class_names), None)), (slice(None),)]
+    for got, want, rows in zip(outputs, expected, parts):
+        want = want.numpy()
+        for part in (part for part in rows if want[:, part].size):  # a detector has no mask coefficients
+            scale = max(float(np.abs(want[:, part]).max()), 1e-3)
+            np.testing.assert_allclose(got[:, part], want[:, part], rtol=0, atol=1e-4 * scale)
