@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as mask_utils
 
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.demo import make_demo_dataset
 from mlcore.evaluation import mask_to_rle
-from mlcore.students import Student, configure_ultralytics
+from mlcore.students import configure_ultralytics
 
 CATEGORY_IDS = {"0": 1, "1": 2, "2": 3}  # the demo's square, circle, triangle
 NAMES = ["square", "circle", "triangle"]
@@ -72,25 +71,6 @@ def noisy_results(data: dict[str, Any], seed: int = 0, masks: bool = True) -> li
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
-
-
-def image_dependent(student: Student, images: list[Path], imgsz: int = 64) -> Student:
-    """A random-weight student whose predictions depend on the image, as the checkpoint ONNX export reads holds it.
-
-    With BatchNorm's default statistics a random YOLO's activations shrink about tenfold per layer: its boxes and
-    scores ignore the image and tie, so any two engines, right or wrong, agree and score 0. Statistics measured on
-    real images keep them alive; fp16-rounded weights are what its saved checkpoint (and so its ONNX export) holds.
-    """
-    batchnorms = [module for module in student.model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
-    for module in batchnorms:
-        module.reset_running_stats()
-        module.momentum = None  # a plain average over the batch below
-    student.model.train()
-    with torch.no_grad():
-        student.model(student.preprocessor(imgsz)(images).pixel_values)
-    student.model.eval()
-    student.model.half().float()
-    return student
 
 
 def self_labelled(annotation_file: Path, results: list[dict[str, Any]], target: Path, per_image: int = 3) -> Path:

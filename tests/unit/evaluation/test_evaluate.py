@@ -22,10 +22,10 @@ from mlcore.evaluation import (
 )
 from mlcore.preprocess import PreprocessMeta
 from mlcore.students import Student, StudentPrediction, get_student_model
-from tests.unit.evaluation.conftest import (CATEGORY_IDS, NAMES, image_dependent, noisy_results, read_json,
-                                            self_labelled)
+from tests.unit.evaluation.conftest import CATEGORY_IDS, NAMES, noisy_results, read_json, self_labelled
 from tests.unit.evaluation.test_curves import PNG_MAGIC
 from tests.unit.evaluation.test_metrics import direct_stats
+from tests.unit.live_student import image_dependent
 
 
 class StudentStandIn:

@@ -12,6 +12,7 @@ import torch
 
 from mlcore.data.demo import make_demo_dataset
 from mlcore.students import Student, configure_ultralytics, get_student_model
+from tests.unit.live_student import image_dependent
 
 IMGSZ = 128
 CLASS_NAMES = ["square", "circle", "triangle"]  # the demo dataset's categories, in id order
@@ -43,17 +44,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 
 @pytest.fixture(scope="session")
-def make_student() -> Callable[..., Student]:
-    def make(kind: str = "yolov8", seed: int = 0) -> Student:
-        """Seeded; the class-score biases are zeroed so scores sit near 0.5 instead of ultralytics' ~1e-4 prior
-        (a random-weight model would otherwise detect nothing, and the gate would compare zeros)."""
+def make_student(demo: Demo) -> Callable[..., Student]:
+    def make(kind: str = "yolov8", seed: int = 0, live: bool = True) -> Student:
+        """Seeded, and image-dependent unless `live` is False (BatchNorm statistics from the demo images: a plain
+        random YOLO's outputs ignore the image, so int8 and fp32 would "agree" on constants); the class-score biases
+        are zeroed so scores sit near 0.5 instead of ultralytics' ~1e-4 prior (it would otherwise detect nothing)."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             student = get_student_model(KIND_MODE[kind], "n", class_names=CLASS_NAMES, kind=kind)
         with torch.no_grad():
             for branch in student.model.model[-1].cv3:
                 branch[-1].bias.zero_()
-        return student
+        return image_dependent(student, demo.image_paths(), imgsz=IMGSZ) if live else student
 
     return make
 

@@ -45,17 +45,27 @@ def test_static_int8_is_qdq_smaller_runs_and_keeps_metadata(detector_onnx, detec
     pixels = _pixels(demo)
     (quantized,), (reference,) = _run(detector_int8.path, pixels), _run(detector_onnx.path, pixels)
     assert quantized.shape == reference.shape
-    # the decode tail stayed float: one int8 scale shared by pixel boxes and 0-1 scores would move scores by
-    # about imgsz / 255 ~ 0.5; kept float, only the class logits carry int8 error, and this student's (zeroed
-    # biases, vanishing random features) are ~0, so its scores stay 0.5 to float precision
-    assert np.abs(quantized[:, 4:] - reference[:, 4:]).max() < 1e-3
+    # int8 error, measured on this image-dependent student: scores 0.006 mean / 0.08 max (range 0.30-0.68), boxes
+    # 0.4 px mean / 8 px max of ~490. The decode tail stayed float: one int8 scale shared by pixel boxes and 0-1 scores
+    # would move every score by about imgsz / 255 ~ 0.5.
+    score_error, box_error = np.abs(quantized[:, 4:] - reference[:, 4:]), np.abs(quantized[:, :4] - reference[:, :4])
+    assert score_error.mean() < 0.02 and score_error.max() < 0.2
+    assert box_error.mean() < 2.0 and box_error.max() < 0.05 * np.abs(reference[:, :4]).max()
+    assert np.corrcoef(quantized[:, 4:].ravel(), reference[:, 4:].ravel())[0, 1] > 0.9
 
 
-def test_static_int8_keeps_the_decode_constants_in_float(detector_onnx, detector_int8, demo: Demo) -> None:
-    """This student's box logits are ~0 (vanishing random features): with anchors and strides in float its int8 boxes
-    equal the fp32 ones far below a pixel (quantized, strides 8 and 16 read 8.03 and 16.06: boxes 0.4 % too large)."""
+def test_static_int8_keeps_the_decode_constants_in_float(make_student, demo: Demo, tmp_path: Path) -> None:
+    """A student blind to its input has box logits ~0 (vanishing random features), so any int8 box error comes from
+    the decode's constants: with anchors and strides in float its int8 boxes equal the fp32 ones far below a pixel
+    (quantized, strides 8 and 16 read 8.03 and 16.06: boxes 0.4 % too large, 0.94 px here)."""
+    from mlcore.optimization import export_to_onnx, quantize_int8_static
+
+    weights = make_student("yolov8", live=False).save(tmp_path / "blind.pt", imgsz=IMGSZ)
+    fp32 = export_to_onnx(weights, tmp_path / "blind.onnx", imgsz=IMGSZ, parity_images=demo.image_paths()[:1])
+    int8 = quantize_int8_static(fp32.path, tmp_path / "blind.int8.onnx",
+                                CalibrationReader.for_model(fp32.path, demo.image_paths()[:6]))
     pixels = _pixels(demo)
-    (quantized,), (reference,) = _run(detector_int8.path, pixels), _run(detector_onnx.path, pixels)
+    (quantized,), (reference,) = _run(int8.path, pixels), _run(fp32.path, pixels)
     assert np.abs(quantized[:, :4] - reference[:, :4]).max() < 0.05
 
 
