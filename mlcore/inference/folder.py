@@ -18,15 +18,18 @@ names are all among its category names, so predictions.json scores against that 
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from mlcore.data.masks import mask_to_rle
 from mlcore.errors import ConfigError, DatasetError
 from mlcore.inference.overlay import draw_detections
 from mlcore.inference.types import Detections, InferenceEngine
@@ -38,6 +41,7 @@ log = get_logger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREDICTIONS_FILE, SUMMARY_FILE, OVERLAYS_DIR = "predictions.json", "inference.json", "overlays"
+_BATCHES_IN_FLIGHT = 2  # batches whose outputs may still be being written while the next one is inferred
 
 
 @dataclass
@@ -67,13 +71,15 @@ class InferenceSummary:
 def infer_folder(engine: InferenceEngine, source: str | os.PathLike[str], output_dir: str | os.PathLike[str], *,
                  conf: float = 0.25, iou: float = 0.7, max_det: int = 300, batch_size: int = 8,
                  category_ids: Mapping[Any, int] | None = None, image_ids: Mapping[str, int] | None = None,
-                 images_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> InferenceSummary:
+                 images_dir: str | os.PathLike[str] | None = None, progress: bool = False,
+                 workers: int = 2) -> InferenceSummary:
     """Run `engine` on one image file, every image in a folder or a COCO file's images; write overlays,
     predictions.json, inference.json.
 
     category_ids: class index (int or "0"-style string) -> COCO category id, default index + 1 (a COCO source: its
     ids, matched by name). image_ids: file name -> COCO image id, default 1..N in sorted order (a COCO source: its
-    ids). images_dir: the image folder of a COCO source (`--images`).
+    ids). images_dir: the image folder of a COCO source (`--images`). batch_size: images per engine call.
+    workers: threads that decode the next batch and write the previous one's outputs while the engine runs.
     """
     source, output_dir = Path(source), Path(output_dir)
     if is_annotation_file(source):
@@ -92,25 +98,39 @@ def infer_folder(engine: InferenceEngine, source: str | os.PathLike[str], output
                                            for index, name in enumerate(engine.class_names)])
     counts = dict.fromkeys(engine.class_names, 0)
     results: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(files), batch_size), desc="infer", unit="batch", disable=not progress):
-        loaded = []
-        for path in files[start:start + batch_size]:
-            try:
-                loaded.append((path, load_rgb(path)))
-            except DatasetError as exc:
-                log.warning("skipping %s: %s", path, exc.message)
-                summary.skipped.append({"file_name": path.name, "reason": exc.message})
-        if not loaded:
-            continue
-        predictions = engine.predict([rgb for _, rgb in loaded], conf=conf, iou=iou, max_det=max_det)
-        for (path, rgb), detections in zip(loaded, predictions):
-            image_id = ids[path.name]
-            results += result_records(image_id, path.name, detections, categories)
-            _write_image(draw_detections(rgb, detections, engine.class_names), overlays / path.name)
-            for class_id in detections.class_ids.tolist():
+
+    def collect(written: list[Future[_Written]]) -> None:
+        for future in written:
+            records, image, class_ids = future.result()
+            results.extend(records)
+            summary.images.append(image)
+            for class_id in class_ids:
                 counts[engine.class_names[class_id]] += 1
-            summary.images.append({"id": image_id, "file_name": path.name, "width": int(rgb.shape[1]),
-                                   "height": int(rgb.shape[0]), "detections": len(detections)})
+
+    batches = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
+    # One thread pool decodes the next batch and draws / encodes / writes the last one while the engine runs this
+    # one; results are collected in submission order, so every output is what a sequential loop writes.
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mlcore-infer") as pool:
+        loading = pool.submit(_load_batch, batches[0]) if batches else None
+        writing: deque[list[Future[_Written]]] = deque()
+        for number in tqdm(range(len(batches)), desc="infer", unit="batch", disable=not progress):
+            assert loading is not None
+            loaded, skipped = loading.result()
+            if number + 1 < len(batches):
+                loading = pool.submit(_load_batch, batches[number + 1])
+            for path, reason in skipped:
+                log.warning("skipping %s: %s", path, reason)
+                summary.skipped.append({"file_name": path.name, "reason": reason})
+            if not loaded:
+                continue
+            predictions = engine.predict([rgb for _, rgb in loaded], conf=conf, iou=iou, max_det=max_det)
+            writing.append([pool.submit(_write_outputs, path, rgb, detections, ids[path.name], categories,
+                                        engine.class_names, overlays)
+                            for (path, rgb), detections in zip(loaded, predictions)])
+            while len(writing) > _BATCHES_IN_FLIGHT:  # bound the images held in memory
+                collect(writing.popleft())
+        while writing:
+            collect(writing.popleft())
     summary.num_images, summary.num_detections = len(summary.images), len(results)
     summary.detections_per_class = counts
     write_json_atomic(output_dir / PREDICTIONS_FILE, results)
@@ -118,6 +138,30 @@ def infer_folder(engine: InferenceEngine, source: str | os.PathLike[str], output
     log.info("inferred %d images (%d detections) with %s; outputs in %s", summary.num_images, len(results),
              engine.name, output_dir)
     return summary
+
+
+_Written = tuple[list[dict[str, Any]], dict[str, Any], list[int]]  # records, summary image entry, class ids
+
+
+def _load_batch(paths: list[Path]) -> tuple[list[tuple[Path, np.ndarray]], list[tuple[Path, str]]]:
+    """The batch's decoded images, and (path, reason) for those that cannot be decoded."""
+    loaded, skipped = [], []
+    for path in paths:
+        try:
+            loaded.append((path, load_rgb(path)))
+        except DatasetError as exc:
+            skipped.append((path, exc.message))
+    return loaded, skipped
+
+
+def _write_outputs(path: Path, rgb: np.ndarray, detections: Detections, image_id: int,
+                   categories: Mapping[int, int], class_names: list[str], overlays: Path) -> _Written:
+    """One image's overlay file, COCO records and summary entry."""
+    records = result_records(image_id, path.name, detections, categories)
+    _write_image(draw_detections(rgb, detections, class_names), overlays / path.name)
+    image = {"id": image_id, "file_name": path.name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+             "detections": len(detections)}
+    return records, image, detections.class_ids.tolist()
 
 
 def list_images(source: Path) -> list[Path]:
@@ -166,8 +210,6 @@ def _by_name(class_names: list[str], category_ids: Mapping[str, int]) -> dict[in
 def result_records(image_id: int, file_name: str, detections: Detections,
                    category_ids: Mapping[int, int]) -> list[dict[str, Any]]:
     """COCO result records of one image: one per detection, with "segmentation" (RLE) when there are masks."""
-    from mlcore.evaluation.coco_map import mask_to_rle  # here: mlcore.evaluation imports the engines too
-
     records = []
     masks = detections.masks.numpy() if detections.masks is not None else None
     for index, ((x1, y1, x2, y2), score, class_id) in enumerate(zip(

@@ -2,7 +2,8 @@
 
 onnxruntime and onnxruntime-gpu install the same `onnxruntime` module: a machine has one or the other, never both;
 the GPU build also runs on CPU. Models with a dynamic batch axis take a whole batch at once; a fixed batch (ultralytics'
-default export is fixed at 1) is fed in chunks of that size.
+default export is fixed at 1) is fed in chunks of that size. Inputs and outputs stay numpy arrays from the letterbox
+to the post-processing: no torch tensor (nor torch's thread pool) on the way.
 """
 
 from __future__ import annotations
@@ -93,14 +94,16 @@ class ONNXEngine(EngineBase):
     def dynamic_batch(self) -> bool:
         return self.fixed_batch is None
 
-    def _forward(self, pixels: torch.Tensor) -> RawOutputs:
+    def _forward(self, pixels: np.ndarray | torch.Tensor) -> RawOutputs:
+        if isinstance(pixels, torch.Tensor):
+            pixels = pixels.detach().cpu().numpy()
+        array = np.ascontiguousarray(pixels, dtype=self._input_type)  # no copy when already float32 and contiguous
         batch = self.fixed_batch
-        outputs = run_in_chunks(pixels, self._run, min_batch=batch or 1, max_batch=batch)
+        outputs = run_in_chunks(array, self._run, min_batch=batch or 1, max_batch=batch)
         return split_outputs(outputs, self.task, str(self.path))
 
-    def _run(self, chunk: torch.Tensor) -> list[torch.Tensor]:
-        array = np.ascontiguousarray(chunk.detach().cpu().numpy(), dtype=self._input_type)
-        return [torch.from_numpy(np.asarray(output)) for output in self.session.run(None, {self._input.name: array})]
+    def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(output) for output in self.session.run(None, {self._input.name: chunk})]
 
 
 def _providers(device: str, onnxruntime: Any) -> list[Any]:

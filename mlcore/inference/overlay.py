@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mlcore.inference.types import Detections
+
+_fonts = threading.local()
 
 # ultralytics' palette order, so colours look familiar next to its own plots.
 PALETTE = [(255, 56, 56), (255, 157, 151), (255, 112, 31), (255, 178, 29), (207, 210, 49), (72, 249, 10),
@@ -25,14 +28,15 @@ def draw_detections(rgb: np.ndarray, detections: Detections, class_names: Sequen
     """A copy of the (H, W, 3) uint8 image with the detections drawn on; best-scoring objects drawn last (on top)."""
     height, width = rgb.shape[:2]
     order = list(range(len(detections)))[::-1]
-    canvas = rgb.astype(np.float32)
-    if detections.masks is not None:
+    if detections.masks is not None and len(detections):
+        canvas = rgb.astype(np.float32)
         masks = detections.masks.numpy()
         for index in order:
             color = np.asarray(class_color(int(detections.class_ids[index])), dtype=np.float32)
-            mask = masks[index]
-            canvas[mask] = canvas[mask] * (1 - mask_alpha) + color * mask_alpha
-    image = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
+            _tint(canvas, masks[index], color, mask_alpha)
+        image = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
+    else:  # nothing to tint: the float round trip would give the same pixels back
+        image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
     draw = ImageDraw.Draw(image)
     line = max(1, round(min(height, width) / 250))
     font = _font(max(10, round(min(height, width) / 40)))
@@ -52,11 +56,25 @@ def draw_detections(rgb: np.ndarray, detections: Detections, class_names: Sequen
     return image
 
 
+def _tint(canvas: np.ndarray, mask: np.ndarray, color: np.ndarray, alpha: float) -> None:
+    """Blend color into canvas under mask, in place; only the rows and columns the mask touches are indexed."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    region, inside = canvas[window], mask[window]
+    region[inside] = region[inside] * (1 - alpha) + color * alpha
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 ships a scalable default font
-    except TypeError:
-        return ImageFont.load_default()
+    """The default font at size, loaded once per thread (a FreeType face is not safe to share across threads)."""
+    fonts = _fonts.__dict__.setdefault("by_size", {})
+    if size not in fonts:
+        try:
+            fonts[size] = ImageFont.load_default(size=size)  # Pillow >= 10.1 ships a scalable default font
+        except TypeError:
+            fonts[size] = ImageFont.load_default()
+    return fonts[size]
 
 
 def _text_color(color: tuple[int, int, int]) -> tuple[int, int, int]:

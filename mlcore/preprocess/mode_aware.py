@@ -19,13 +19,8 @@ from mlcore.data.mode_config import MODE_CONFIG_NAME, ModeConfig
 from mlcore.errors import ConfigError
 from mlcore.preprocess.inputs import ImageInput, is_batch, load_rgb
 from mlcore.preprocess.meta import PreprocessMeta
-from mlcore.preprocess.single import (
-    MODEL_NAMES,
-    Preprocessed,
-    SingleModelPreprocessor,
-    as_preprocessing_config,
-    for_model,
-)
+from mlcore.preprocess.single import (MODEL_NAMES, Preprocessed, SingleModelPreprocessor, as_preprocessing_config,
+                                      for_model)
 
 STUDENT = "yolo"
 TEACHERS = ("grounding_dino", "sam")

@@ -3,7 +3,7 @@
 - `get_student_model(mode, size, num_classes, weights=None, class_names=None, kind=None)` -> `Student`, the kind
   picked from the mode as the mode config recommends; `parse_student_name("yolov8n-seg")` -> (kind, size).
 - `Student.predict(images)` -> `StudentPrediction` per image (original frame); `save` / `Student.load` (a normal
-  ultralytics checkpoint); `export_onnx` (one image input).
+  ultralytics checkpoint); ONNX export is `mlcore.optimization.export_to_onnx(student, path)`.
 - `configure_ultralytics()`: ultralytics' offline settings, the one place they live.
 """
 

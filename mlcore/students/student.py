@@ -26,6 +26,8 @@ from mlcore.errors import ConfigError, ModelError
 from mlcore.io import atomic_open
 from mlcore.preprocess import PreprocessMeta, SingleModelPreprocessor
 from mlcore.preprocess.inputs import ImageInput, is_batch, load_rgb
+from mlcore.preprocess.yolo_letterbox import letterbox_preprocessor
+from mlcore.students.postprocess import postprocess_yolo
 from mlcore.students.types import StudentPrediction
 from mlcore.students.ultralytics_setup import configure_ultralytics
 
@@ -79,8 +81,6 @@ class Student:
         if imgsz <= 0 or imgsz % self.stride:
             raise ConfigError(f"imgsz {imgsz} is not a positive multiple of the student's stride {self.stride}",
                               where="imgsz", fix=f"use e.g. {max(imgsz // self.stride, 1) * self.stride}")
-        from mlcore.inference.letterbox import letterbox_preprocessor  # here: mlcore.inference imports Student
-
         return letterbox_preprocessor(imgsz, preprocessing)
 
     @torch.no_grad()
@@ -103,8 +103,6 @@ class Student:
 
         multi_label: a box may be kept once per class scoring above conf (ultralytics' validation does this).
         """
-        from mlcore.inference.postprocess import postprocess_yolo  # here: mlcore.inference imports Student
-
         if pixel_values.dim() != 4 or len(metas) != pixel_values.shape[0]:
             raise ValueError(f"need (B, 3, H, W) pixels and B metas, got {tuple(pixel_values.shape)} and "
                              f"{len(metas)} metas")
@@ -195,15 +193,6 @@ class Student:
         class_names = [str(names[index]) for index in range(len(names))]
         return cls(kind=kind, size=size, model=model.to(device), class_names=class_names,
                    extra=dict(record.get("extra") or {}))
-
-    # -- export -------------------------------------------------------------------------------------------------
-
-    def export_onnx(self, path: str | os.PathLike[str], imgsz: int = 640) -> Path:
-        """ONNX with one image input (batch 1, imgsz x imgsz), checked and compared with PyTorch: see
-        `mlcore.optimization.export_to_onnx` for the dynamic-batch export `mlcore optimize` writes."""
-        from mlcore.optimization.onnx_export import export_to_onnx  # optimization imports this module
-
-        return export_to_onnx(self, path, imgsz=imgsz, dynamic_batch=False).path
 
 
 def student_name(kind: str, size: str) -> str:

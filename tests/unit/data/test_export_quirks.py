@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.prepare import prepare_dataset

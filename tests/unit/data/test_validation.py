@@ -69,7 +69,7 @@ def test_duplicate_image_and_category_ids_are_errors(basic, kind):
     report, codes = run(basic)
     assert not report.usable
     finding = codes[f"duplicate_{kind}_id"][0]
-    assert finding.path == (f"images[2].id" if kind == "image" else "categories[1].id")
+    assert finding.path == ("images[2].id" if kind == "image" else "categories[1].id")
 
 
 def test_duplicate_category_names_both_used_are_errors_with_ids_and_counts(basic):

@@ -23,6 +23,7 @@ from mlcore.data.prepare import prepare_dataset
 from mlcore.distill.setup import distillation_trainer
 from mlcore.distill.trainer import DistillationTrainer
 from mlcore.errors import ConfigError, DatasetError
+from mlcore.optimization import export_to_onnx
 from mlcore.students import Student
 from mlcore.teachers import load_grounding_dino
 from mlcore.teachers.grounded_sam import GroundedSAM
@@ -135,7 +136,8 @@ def test_the_exported_onnx_takes_exactly_one_image(finished_run, tmp_path: Path)
     import onnxruntime
 
     _, _, result = finished_run
-    path = Student.load(result.best_path).export_onnx(tmp_path / "student.onnx", imgsz=IMGSZ)
+    path = export_to_onnx(Student.load(result.best_path), tmp_path / "student.onnx", imgsz=IMGSZ,
+                          dynamic_batch=False).path
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
     assert len(inputs) == 1 and list(inputs[0].shape) == [1, 3, IMGSZ, IMGSZ]

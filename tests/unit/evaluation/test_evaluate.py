@@ -12,14 +12,9 @@ import torch
 
 from mlcore.data.coco_dataset import CocoDataset
 from mlcore.errors import ConfigError, DatasetError
-from mlcore.evaluation import (
-    EvaluationResult,
-    evaluate_engine,
-    evaluate_results_file,
-    evaluate_student,
-    evaluate_teacher,
-    write_evaluation,
-)
+from mlcore.evaluation import (EvaluationResult, evaluate_engine, evaluate_results_file, evaluate_student,
+                               evaluate_teacher, write_evaluation)
+from mlcore.optimization import export_to_onnx
 from mlcore.preprocess import PreprocessMeta
 from mlcore.students import Student, StudentPrediction, get_student_model
 from tests.unit.evaluation.conftest import CATEGORY_IDS, NAMES, noisy_results, read_json, self_labelled
@@ -219,7 +214,7 @@ def test_real_engines_agree(demo_split: tuple[Path, CocoDataset], seg_student: S
     torch_result = evaluate_engine(inference.PyTorchEngine(seg_student, imgsz=64), dataset, own_labels, CATEGORY_IDS)
     same_predictions(torch_result.results, stand_in.results)
     assert strictly_inside(torch_result.metrics()) and torch_result.metrics() == pytest.approx(stand_in.metrics())
-    onnx_path = seg_student.export_onnx(tmp_path / "student.onnx", imgsz=64)
+    onnx_path = export_to_onnx(seg_student, tmp_path / "student.onnx", imgsz=64, dynamic_batch=False).path
     onnx_result = evaluate_engine(inference.load_engine(onnx_path, device="cpu"), dataset, own_labels,
                                   CATEGORY_IDS, batch_size=3)
     same_predictions(onnx_result.results, torch_result.results)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mlcore.data.demo import CATEGORIES, make_demo_dataset
+from mlcore.optimization import export_to_onnx
 from mlcore.students import Student, configure_ultralytics, get_student_model
 
 IMGSZ = 96
@@ -54,7 +55,7 @@ def demo_images(demo_annotations: Path) -> list[Path]:
 def enliven(student: Student, images: list[Path]) -> None:
     """Random weights predict near-identical whole-image boxes for every input: calibrate BatchNorm on real images
     and sharpen the box head's DFL logits, so boxes, scores and classes depend on the image (a real parity test)."""
-    from mlcore.inference.letterbox import letterbox_images
+    from mlcore.preprocess.yolo_letterbox import letterbox_images
 
     pixels = letterbox_images(images, IMGSZ).pixel_values
     norms = [module for module in student.model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
@@ -79,7 +80,7 @@ def _export(kind: str, root: Path, images: list[Path]) -> Exported:
     enliven(student, images)
     student.model.half().float()  # the weights the checkpoint (and so the exporter) holds
     pt = student.save(root / "student.pt", imgsz=IMGSZ)
-    onnx = student.export_onnx(root / "student.onnx", imgsz=IMGSZ)
+    onnx = export_to_onnx(student, root / "student.onnx", imgsz=IMGSZ, dynamic_batch=False).path
     dynamic_dir = root / "dynamic"
     dynamic_dir.mkdir()
     shutil.copy(pt, dynamic_dir / "student.pt")

@@ -11,8 +11,7 @@ import torch
 from PIL import Image
 
 from mlcore.errors import ModelError
-from mlcore.inference import (InferenceEngine, ONNXEngine, PyTorchEngine, TensorRTEngine, letterbox_images,
-                              load_engine)
+from mlcore.inference import InferenceEngine, ONNXEngine, PyTorchEngine, TensorRTEngine, letterbox_images, load_engine
 from mlcore.inference.base import run_in_chunks
 from tests.unit.inference.conftest import CLASS_NAMES, IMGSZ, Exported
 from tests.unit.inference.helpers import assert_identical, assert_same_detections

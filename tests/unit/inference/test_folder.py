@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ import pytest
 from PIL import Image
 
 from mlcore.errors import ConfigError, DatasetError
-from mlcore.inference import ONNXEngine, PyTorchEngine, image_ids_from_annotations, infer_folder
+from mlcore.inference import (Detections, ONNXEngine, PyTorchEngine, draw_detections, image_ids_from_annotations,
+                              infer_folder, result_records)
+from mlcore.inference.overlay import class_color
 from tests.unit.inference.conftest import Exported
 
 CONF = 0.005
@@ -89,3 +92,54 @@ def test_bad_sources_and_ids_are_user_errors(detect_model: Exported, demo_images
         infer_folder(engine, demo_images[0], tmp_path / "out", category_ids={0: 1, 1: 2})
     with pytest.raises(ConfigError, match="have no id"):
         infer_folder(engine, demo_images[0], tmp_path / "out", image_ids={"other.jpg": 1})
+
+
+def test_pipelined_batches_write_what_one_image_at_a_time_writes(seg_model: Exported, demo_images: list[Path],
+                                                                  tmp_path: Path) -> None:
+    """Loading, inference and writing overlap across threads; every output file is still the sequential one."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, path in enumerate(demo_images):
+        shutil.copy(path, folder / path.name)
+        if index == 2:
+            (folder / f"{path.stem}_broken.jpg").write_bytes(b"not an image")  # a skip inside a batch
+    engine = ONNXEngine(seg_model.onnx)  # batch fixed at 1: batched and single calls give the same numbers
+    sequential = infer_folder(engine, folder, tmp_path / "sequential", conf=CONF, batch_size=1, workers=1)
+    pipelined = infer_folder(engine, folder, tmp_path / "pipelined", conf=CONF, batch_size=3, workers=3)
+    assert sequential.num_detections > 0 and len(sequential.skipped) == 1
+    assert pipelined.to_dict() == {**sequential.to_dict(), "output_dir": str(tmp_path / "pipelined"),
+                                   "overlays_dir": str(tmp_path / "pipelined" / "overlays"),
+                                   "predictions_file": str(tmp_path / "pipelined" / "predictions.json")}
+    for name in ("predictions.json", "overlays"):
+        first, second = tmp_path / "sequential" / name, tmp_path / "pipelined" / name
+        files = sorted(first.iterdir()) if first.is_dir() else [first]
+        for path in files:
+            assert path.read_bytes() == (second / path.name if first.is_dir() else second).read_bytes(), path.name
+    # and what a plain loop over engine.predict gives
+    records = []
+    for image in sequential.images:
+        detections = engine.predict(folder / image["file_name"], conf=CONF)[0]
+        records += result_records(image["id"], image["file_name"], detections, {0: 1, 1: 2, 2: 3})
+    assert json.loads((tmp_path / "pipelined" / "predictions.json").read_text()) == json.loads(json.dumps(records))
+
+
+def test_overlays_blend_masks_as_the_whole_image_blend_does(seg_model: Exported, demo_images: list[Path]) -> None:
+    """draw_detections tints only where each mask is; the pixels are those of blending over the whole image."""
+    engine = ONNXEngine(seg_model.onnx)
+    rgb = np.asarray(Image.open(demo_images[0]).convert("RGB"))
+    detections = engine.predict(rgb, conf=CONF)[0]
+    assert len(detections) >= 2 and detections.masks is not None
+    drawn = np.asarray(draw_detections(rgb, detections, engine.class_names), dtype=int)
+    canvas = rgb.astype(np.float32)
+    for index in reversed(range(len(detections))):
+        mask = detections.masks[index].numpy()
+        color = np.asarray(class_color(int(detections.class_ids[index])), dtype=np.float32)
+        canvas[mask] = canvas[mask] * 0.6 + color * 0.4
+    tinted = canvas.round().clip(0, 255).astype(int)
+    untouched_by_boxes = ~np.asarray(draw_detections(np.zeros_like(rgb), Detections(
+        detections.boxes, detections.scores, detections.class_ids, None, detections.image_size),
+        engine.class_names)).any(axis=2)
+    assert np.array_equal(drawn[untouched_by_boxes], tinted[untouched_by_boxes])
+    plain = Detections(detections.boxes[:0], detections.scores[:0], detections.class_ids[:0],
+                       detections.masks[:0], detections.image_size)
+    assert np.array_equal(np.asarray(draw_detections(rgb, plain, engine.class_names)), rgb)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mlcore.optimization import export_to_onnx
 from mlcore.students import Student
 
 
@@ -20,7 +21,7 @@ def test_onnx_has_one_image_input_and_matches_torch(make_student: Callable[..., 
 
     student = make_student(kind)
     student.model.half().float()  # what the checkpoint the exporter reads holds
-    path = student.export_onnx(tmp_path / "out" / "student.onnx", imgsz=64)
+    path = export_to_onnx(student, tmp_path / "out" / "student.onnx", imgsz=64, dynamic_batch=False).path
     assert path == tmp_path / "out" / "student.onnx" and path.is_file()
     assert sorted(p.name for p in path.parent.iterdir()) == ["student.onnx"]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
