@@ -130,15 +130,17 @@ def run_queries(model: nn.Module, pixel_values: torch.Tensor, pixel_mask: torch.
 
 @contextlib.contextmanager
 def backbone_computed_once(model: nn.Module) -> Iterator[None]:
-    """Within the block, the image backbone (Swin + position embeddings) runs on its first call only and later calls
-    get that output: it never sees the text, so every prompt chunk of one image batch can share it."""
+    """Within the block, the image backbone (Swin + position embeddings) runs once per input: a later call with the
+    very same pixel tensors gets the first output. It never sees the text, so every prompt chunk of one image batch
+    can share it; a call with other pixels (the feature cache recomputing one image) still runs."""
     backbone = _detector(model).model.backbone
-    forward, outputs = backbone.forward, []
+    forward = backbone.forward
+    last: list[tuple[tuple[object, ...], object]] = []
 
-    def once(*args: object, **kwargs: object) -> object:
-        if not outputs:
-            outputs.append(forward(*args, **kwargs))
-        return outputs[0]
+    def once(*args: object) -> object:
+        if not (last and len(last[0][0]) == len(args) and all(a is b for a, b in zip(last[0][0], args))):
+            last[:] = [(args, forward(*args))]
+        return last[0][1]
 
     backbone.forward = once
     try:
