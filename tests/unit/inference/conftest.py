@@ -14,6 +14,7 @@ import torch
 from mlcore.data.demo import CATEGORIES, make_demo_dataset
 from mlcore.optimization import export_to_onnx
 from mlcore.students import Student, configure_ultralytics, get_student_model
+from tests.unit.live_student import calibrate_batchnorm
 
 IMGSZ = 96
 CLASS_NAMES = [category["name"] for category in CATEGORIES]  # square, circle, triangle: ids 1, 2, 3
@@ -57,20 +58,11 @@ def enliven(student: Student, images: list[Path]) -> None:
     and sharpen the box head's DFL logits, so boxes, scores and classes depend on the image (a real parity test)."""
     from mlcore.preprocess.yolo_letterbox import letterbox_images
 
-    pixels = letterbox_images(images, IMGSZ).pixel_values
-    norms = [module for module in student.model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a plain average over the calibration pass
-    student.model.train()
+    calibrate_batchnorm(student.model, letterbox_images(images, IMGSZ).pixel_values)
     with torch.no_grad():
-        student.model(pixels)
         for branch in student.model.model[-1].cv2:
             branch[-1].weight.mul_(30.0)
             branch[-1].bias.zero_()
-    for norm in norms:
-        norm.momentum = 0.03
-    student.model.eval()
 
 
 def _export(kind: str, root: Path, images: list[Path]) -> Exported:
