@@ -4,8 +4,8 @@
     python benchmarks/bench_quality.py --quick    # a smaller seeded run (~5 minutes)
 
 Data: `make_field_dataset` (the `field` domain: textured, cluttered, occluded shapes), which the shipped `shapes`
-teachers never saw in pretraining (they learned the `studio` domain): a labelled set split train/val/test, and an
-unlabelled pool of the same domain.
+teachers never saw in pretraining (they learned the `studio` and `varied` domains): a labelled set split
+train/val/test, and an unlabelled pool of the same domain.
 1. zero-shot teachers (the shipped bases, adapters untrained) -> box mAP (GroundedSAM), SAM mask IoU given the
    ground-truth boxes;
 2. LoRA-tuned teachers (`train_teachers`, preset shapes) -> the same; forgetting: Grounding DINO's box mAP on the
@@ -58,21 +58,21 @@ def sam_mask_iou(teachers_dir: Path, data: Path, split: str) -> float:
     from mlcore.data.coco_dataset import CocoDataset
     from mlcore.data.mode_config import ModeConfig
     from mlcore.finetune.evaluation import evaluate_sam
-    from mlcore.finetune.sam_cache import SamEmbeddingCache
+    from mlcore.finetune.sam_cache import LiveSamEmbeddings
     from mlcore.teachers.adapters import load_adapter
     from mlcore.teachers.grounded_sam import TEACHER_FOLDERS
 
     mode = ModeConfig.read(data)
-    teacher = load_adapter(teachers_dir / TEACHER_FOLDERS["sam"])
+    teacher = load_adapter(teachers_dir / TEACHER_FOLDERS["sam"])  # its encoder may carry LoRA: encode afresh
     dataset = CocoDataset(data / f"{split}.json", Path(mode.images_root))
-    cache = SamEmbeddingCache(teachers_dir / "sam_embeddings", teacher, progress=False)
-    cache.fill([dataset[index].image_path for index in range(len(dataset))])
-    return evaluate_sam(teacher, dataset, range(len(dataset)), cache, mode.class_of_category).metrics["mean_iou"]
+    return evaluate_sam(teacher, dataset, range(len(dataset)), LiveSamEmbeddings(teacher),
+                        mode.class_of_category).metrics["mean_iou"]
 
 
 def studio_forgetting(teachers_dir: Path, images: int) -> dict[str, float]:
     """Grounding DINO on the pretraining domain, prompted with all six shapes: base vs LoRA-tuned box mAP."""
-    from mlcore.pretrain.dino import evaluate_dino, held_out
+    from mlcore.pretrain.dino import evaluate_dino
+    from mlcore.pretrain.scenes import held_out
     from mlcore.teachers import load_grounding_dino
     from mlcore.teachers.adapters import load_adapter
     from mlcore.teachers.grounded_sam import TEACHER_FOLDERS

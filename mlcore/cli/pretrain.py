@@ -29,25 +29,23 @@ def pretrain_teachers(
     threads: Annotated[int, typer.Option(min=1, help="torch threads per run (1 is fastest per core for these "
                                                      "small models, and bit-for-bit reproducible).")] = 1,
 ) -> None:
-    """Train the shapes Grounding DINO and SAM from scratch on generated studio scenes (about an hour each on one
-    CPU core, minutes on a GPU) and write them as Hugging Face folders."""
+    """Train the shapes Grounding DINO and SAM from scratch on generated scenes, studio first, then varied (about
+    1.5 hours each on one CPU core, minutes on a GPU), and write them as Hugging Face folders."""
     import torch
 
     from mlcore.pretrain import dino, recipes, sam
-    from mlcore.pretrain.export import save_teacher_folder
+    from mlcore.pretrain.export import copy_teacher_folder
     from mlcore.teachers.weights import BUNDLED_MODELS_DIR
 
     torch.set_num_threads(threads)
     models_dir = output or BUNDLED_MODELS_DIR
     command = shlex.join(["mlcore", *sys.argv[1:]])
-    jobs = {"grounding_dino": (recipes.pretrain_grounding_dino, recipes.DINO_SPEC, dino.PRESET),
-            "sam": (recipes.pretrain_sam, recipes.SAM_SPEC, sam.PRESET)}
-    for name, (train, spec, preset) in jobs.items():
+    jobs = {"grounding_dino": (recipes.pretrain_grounding_dino, dino.PRESET),
+            "sam": (recipes.pretrain_sam, sam.PRESET)}
+    for name, (train, preset) in jobs.items():
         if family.value not in ("both", name):
             continue
-        trained = train(work_dir / name, spec)
-        folder = save_teacher_folder(trained.model, trained.tokenizer, name, models_dir / str(preset.folder),
-                                     spec=spec, history=trained.history, preprocessing=preset.preprocessing,
-                                     command=command)
+        trained = train(work_dir / name, command=command)
+        folder = copy_teacher_folder(trained.folder, models_dir / str(preset.folder))
         final = trained.history[-1] if trained.history else {}
         stdout.print(f"{name}: {folder} ({', '.join(f'{k} {v}' for k, v in final.items())})", highlight=False)

@@ -1,7 +1,10 @@
-"""Generated scenes of named shapes, in two domains: what the demo teachers learn from and what the demo asks of them.
+"""Generated scenes of named shapes, in three domains: what the demo teachers learn from and what the demo asks of them.
 
-- `studio`: the pretraining corpus. Saturated shapes of six kinds on varied backgrounds (flat, gradients, blotches,
-  scribbles), mostly apart. The demo teachers are trained on it from scratch.
+- `studio`: the first pretraining corpus. Saturated shapes of six kinds on varied backgrounds (flat, gradients,
+  blotches, scribbles), apart. The demo teachers learn the shapes from scratch on it.
+- `varied`: the second pretraining corpus, the variation any real corpus has: every saturation and brightness,
+  procedural textures (value noise, mosaics) beside the studio's backgrounds, sensor noise and blur, a wider range of
+  sizes, shapes that may overlap. None of the field's textures (stripes, checks) or clutter (pebbles, twigs).
 - `field`: the demo's domain, never seen in pretraining. Muted colours on textured backgrounds (noise, stripes,
   checks) with clutter that is not a shape, smaller objects, and occlusion: a later shape hides part of an earlier
   one, whose mask and box are what stays visible.
@@ -19,7 +22,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-Domain = Literal["studio", "field"]
+Domain = Literal["studio", "varied", "field"]
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "cross")
 # Smallest visible part of an occluded object worth labelling (fraction of its own drawn area).
 MIN_VISIBLE = 0.4
@@ -69,21 +72,23 @@ def draw_scene(rng: np.random.Generator, domain: Domain, size: tuple[int, int], 
     drawn_area: list[int] = []
     count = 0 if empty else int(rng.integers(1, max_objects + 1))
     short = min(width, height)
-    radius_range = (0.07 * short, 0.22 * short) if domain == "studio" else (0.06 * short, 0.17 * short)
+    low, high = {"studio": (0.07, 0.22), "varied": (0.05, 0.22), "field": (0.06, 0.17)}[domain]
+    apart = domain == "studio" or (domain == "varied" and rng.random() < 0.5)
     for _ in range(count):
         kind = shapes[int(rng.integers(len(shapes)))]
-        radius = float(rng.uniform(*radius_range))
+        radius = float(rng.uniform(low * short, high * short))
         cx, cy = float(rng.uniform(radius, width - radius)), float(rng.uniform(radius, height - radius))
         polygon = shape_polygon(kind, cx, cy, radius, float(rng.uniform(0, 2 * math.pi)))
-        if domain == "studio" and _overlaps(np.asarray(labels), polygon, size):
+        if apart and _overlaps(np.asarray(labels), polygon, size):
             continue  # the studio keeps shapes apart; the field lets them hide each other
         colour = _shape_colour(rng, domain)
         draw.polygon(polygon, fill=colour)
         names.append(kind)
         label_draw.polygon(polygon, fill=len(names))
         drawn_area.append(int((_mask_of(polygon, size)).sum()))
-    if domain == "field":
-        image = _field_finish(rng, image)
+    if domain == "field" or (domain == "varied" and rng.random() < 0.6):
+        image = _finish(rng, image, noise=8.0 if domain == "field" else float(rng.uniform(2, 14)),
+                        blur=(0.3, 0.9) if domain == "field" else (0.0, 1.2))
     label_array = np.asarray(labels)
     masks, boxes, kept = [], [], []
     for index, name in enumerate(names, start=1):
@@ -110,11 +115,10 @@ def _overlaps(labels: np.ndarray, polygon: list[tuple[float, float]], size: tupl
 
 
 def _shape_colour(rng: np.random.Generator, domain: Domain) -> tuple[int, int, int]:
-    """Saturated in the studio; muted (less saturated, mid value) in the field."""
-    hue = float(rng.uniform(0, 1))
-    saturation = float(rng.uniform(0.75, 1.0)) if domain == "studio" else float(rng.uniform(0.35, 0.7))
-    value = float(rng.uniform(0.7, 1.0)) if domain == "studio" else float(rng.uniform(0.45, 0.85))
-    return _hsv(hue, saturation, value)
+    """Saturated in the studio; muted (less saturated, mid value) in the field; anything in between when varied."""
+    saturation, value = {"studio": ((0.75, 1.0), (0.7, 1.0)), "varied": ((0.2, 1.0), (0.35, 1.0)),
+                         "field": ((0.35, 0.7), (0.45, 0.85))}[domain]
+    return _hsv(float(rng.uniform(0, 1)), float(rng.uniform(*saturation)), float(rng.uniform(*value)))
 
 
 def _hsv(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
@@ -124,7 +128,11 @@ def _hsv(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
 
 
 def _background(rng: np.random.Generator, domain: Domain, width: int, height: int) -> Image.Image:
-    return _studio_background(rng, width, height) if domain == "studio" else _field_background(rng, width, height)
+    if domain == "field":
+        return _field_background(rng, width, height)
+    if domain == "varied" and rng.random() < 0.5:
+        return _texture_background(rng, width, height)
+    return _studio_background(rng, width, height)
 
 
 def _studio_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -159,6 +167,29 @@ def _studio_background(rng: np.random.Generator, width: int, height: int) -> Ima
     return image
 
 
+def _texture_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Value noise (one to four octaves, smooth to grainy) between two colours, or a mosaic of random tiles."""
+    low = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0, 0.8)), float(rng.uniform(0.1, 0.9))))
+    high = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0, 0.8)), float(rng.uniform(0.1, 0.9))))
+    if rng.random() < 0.7:
+        weight = np.zeros((height, width))
+        for octave in range(int(rng.integers(1, 5))):
+            cells = int(rng.integers(3, 9)) * 2 ** octave
+            grid = Image.fromarray((rng.random((cells, cells)) * 255).astype(np.uint8))
+            weight += np.asarray(grid.resize((width, height), Image.BICUBIC), float) / 255 / 2 ** octave
+        weight = (weight - weight.min()) / max(float(np.ptp(weight)), 1e-6)
+        canvas = low * (1 - weight[..., None]) + high * weight[..., None]
+        return Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in low))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(6, 20))):
+        x, y = rng.uniform(-0.2, 1) * width, rng.uniform(-0.2, 1) * height
+        w, h = rng.uniform(0.1, 0.5) * width, rng.uniform(0.1, 0.5) * height
+        mix = float(rng.uniform())
+        draw.rectangle([x, y, x + w, y + h], fill=tuple(int(v) for v in low * (1 - mix) + high * mix))
+    return image
+
+
 def _field_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """Texture (stripes or checks under noise) in earthy muted tones, then clutter that is not a named shape."""
     ys, xs = np.mgrid[0:height, 0:width].astype(float)
@@ -188,8 +219,8 @@ def _field_background(rng: np.random.Generator, width: int, height: int) -> Imag
     return image
 
 
-def _field_finish(rng: np.random.Generator, image: Image.Image) -> Image.Image:
-    """Sensor noise and a touch of blur over the whole scene, shapes included."""
-    array = np.asarray(image, dtype=float) + rng.normal(0, 8, size=(image.height, image.width, 3))
+def _finish(rng: np.random.Generator, image: Image.Image, noise: float, blur: tuple[float, float]) -> Image.Image:
+    """Sensor noise (standard deviation `noise`) and a touch of blur over the whole scene, shapes included."""
+    array = np.asarray(image, dtype=float) + rng.normal(0, noise, size=(image.height, image.width, 3))
     blurred = Image.fromarray(array.clip(0, 255).astype(np.uint8))
-    return blurred.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 0.9))))
+    return blurred.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(*blur))))

@@ -18,7 +18,7 @@ from mlcore.data.coco_dataset import CocoDataset
 from mlcore.data.objects import sample_objects
 from mlcore.evaluation.coco_map import load_annotations, run_coco_eval
 from mlcore.finetune.dino_cache import DinoFeatureCache
-from mlcore.finetune.sam_cache import SamEmbeddingCache
+from mlcore.finetune.sam_cache import LiveSamEmbeddings, SamEmbeddingCache
 from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
 from mlcore.teachers.grounding_dino import Detections, run_queries, select_detections
 from mlcore.teachers.prompts import PromptChunk
@@ -141,8 +141,8 @@ def coco_box_map(annotation_file: str | Path, results: list[dict], category_ids:
 
 
 @torch.no_grad()
-def evaluate_sam(teacher: Teacher, dataset: CocoDataset, indices: Sequence[int], cache: SamEmbeddingCache,
-                 class_of_category: Mapping[int, int]) -> MaskEvaluation:
+def evaluate_sam(teacher: Teacher, dataset: CocoDataset, indices: Sequence[int],
+                 cache: SamEmbeddingCache | LiveSamEmbeddings, class_of_category: Mapping[int, int]) -> MaskEvaluation:
     """Mean IoU (original frame) of SAM's masks prompted by the true boxes, over every object with a mask; and
     per class index (classes without val masks are absent)."""
     teacher.model.eval()

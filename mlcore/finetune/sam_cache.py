@@ -8,6 +8,9 @@ A file is keyed by the image file's sha256, the preset, the input size and norma
 (revision and sha256, or the random-init seed), so a changed image, another SAM checkpoint or other inputs never
 reuse a stale embedding. Stored fp16 (half the disk,
 plenty for a decoder's input), written atomically: a run killed while caching leaves no torn file behind.
+
+An encoder with LoRA on it changes its embeddings every step: `LiveSamEmbeddings` has the same interface and encodes
+on every call instead.
 """
 
 from __future__ import annotations
@@ -78,3 +81,24 @@ class SamEmbeddingCache:
         """(1, C, h, w) embedding in the model's dtype and device; the image must have been `fill`ed."""
         embedding = torch.load(self.path(image_path), map_location="cpu", weights_only=True)
         return embedding[None].to(device=self.teacher.device, dtype=self.teacher.dtype)
+
+
+class LiveSamEmbeddings:
+    """SamEmbeddingCache's interface for an encoder that trains: every `get` encodes the image, with gradients
+    while the model trains, so the image encoder's LoRA learns."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        self.teacher = teacher
+        self.preprocessor = teacher.preprocessor()
+        self.encoder_calls = 0
+
+    def fill(self, image_paths: Sequence[str | os.PathLike[str]]) -> int:
+        return 0  # nothing to cache
+
+    def get(self, image_path: str | os.PathLike[str]) -> torch.Tensor:
+        batch = self.preprocessor([load_rgb(image_path)])
+        pixel_values = batch.pixel_values.to(device=self.teacher.device, dtype=self.teacher.dtype)
+        self.encoder_calls += 1
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.teacher.model.training):
+            # not get_image_embeddings(): transformers runs it under no_grad, so the encoder's LoRA would not learn
+            return self.teacher.model.vision_encoder(pixel_values)[0]

@@ -7,7 +7,8 @@
 Writes into `run_dir`:
     grounding_dino_lora/, sam_lora/         adapters of the BEST epoch (`save_adapter`), only for the trained teachers
     checkpoints/<teacher>/                  `CheckpointManager` files; `resume=True` continues from the newest
-    cache/sam_embeddings/<key>.pt           SAM image embeddings (fp16), computed once per image, ever
+    cache/sam_embeddings/<key>.pt           SAM image embeddings (fp16), computed once per image, ever (unless
+                                            lora.image_encoder: then every step)
     cache/grounding_dino_features/<key>.pt  Grounding DINO's frozen-stage outputs per image and prompt (dino_cache.py)
     tensorboard/<teacher>/                  train/loss, train/lr, train/grad_norm per step; val/* per epoch
     metrics.json                            per teacher: per-epoch loss and val metrics, best, LoRA counts, timings,
@@ -44,7 +45,7 @@ from mlcore.finetune.forgetting import (class_counts, control_prompt_names, cont
 from mlcore.finetune.inputs import check_sam_image_size, dino_preprocessor
 from mlcore.finetune.losses import configure_dino_loss, dino_labels, jitter_boxes, mask_targets, sam_mask_loss
 from mlcore.finetune.records import TeacherRun, TeacherTrainingResult
-from mlcore.finetune.sam_cache import SamEmbeddingCache
+from mlcore.finetune.sam_cache import LiveSamEmbeddings, SamEmbeddingCache
 from mlcore.io import write_json_atomic
 from mlcore.logs import get_logger
 from mlcore.preprocess import SingleModelPreprocessor, load_rgb, stack_pixel_masks
@@ -191,7 +192,7 @@ class TeacherTrainer:
             raise ConfigError("the SAM teacher trains its mask decoder from cached image embeddings, so the image "
                               "encoder must stay frozen", where="teacher_sam_lora.freeze.image_encoder",
                               fix="set freeze.image_encoder: true")
-        if not config.cache_image_embeddings:
+        if not config.cache_image_embeddings and not config.lora.image_encoder:
             log.warning("cache_image_embeddings: false is ignored: the frozen encoder's embeddings are always cached")
         seed_everything(self.dynamics.seed, self.dynamics.deterministic)
         teacher = load_sam(config.model.preset, config.model.weights_dir, device=self.device)
@@ -204,7 +205,11 @@ class TeacherTrainer:
         if not train_items:
             raise DatasetError("no training image has a (non-crowd) mask: SAM has nothing to learn from",
                                where=str(self.train_file), fix="add segmentations, or train detection_only")
-        cache = SamEmbeddingCache(self.output_dir / "cache" / "sam_embeddings", teacher, progress=self.progress)
+        if config.lora.image_encoder:
+            log.info("the SAM image encoder has LoRA: its embeddings are computed every step, not cached")
+            cache: SamEmbeddingCache | LiveSamEmbeddings = LiveSamEmbeddings(teacher)
+        else:
+            cache = SamEmbeddingCache(self.output_dir / "cache" / "sam_embeddings", teacher, progress=self.progress)
         cache_started = time.perf_counter()
         cache.fill([self.train[i].image_path for i in train_items] + [self.val[i].image_path for i in val_items])
         cache_seconds = time.perf_counter() - cache_started

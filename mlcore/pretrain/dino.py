@@ -18,7 +18,8 @@ from transformers import BertTokenizer, GroundingDinoForObjectDetection
 
 from mlcore.evaluation.coco_map import coco_map
 from mlcore.preprocess import SingleModelPreprocessor, for_model
-from mlcore.data.shapes_world import SHAPES, Domain, Scene, draw_scene
+from mlcore.pretrain.scenes import training_scenes
+from mlcore.data.shapes_world import SHAPES, Domain, Scene
 from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, tiny_vocab
 from mlcore.teachers.prompts import PromptChunk, build_prompt_chunks, class_scores
 
@@ -137,23 +138,11 @@ def evaluate_dino(model: GroundingDinoForObjectDetection, tokenizer, scenes: Seq
     return coco_map(truth, results, list(range(1, len(class_names) + 1)))
 
 
-def held_out(domain: Domain, count: int, seed: int, size: int = IMAGE_SIZE) -> list[Scene]:
-    """A fixed evaluation set, drawn from its own seed stream (never a training step's)."""
-    rng = np.random.default_rng([seed, 7919, 0 if domain == "studio" else 1])
-    return [draw_scene(rng, domain, (size, size)) for _ in range(count)]
-
-
-def training_scenes(seed: int, step: int, batch_size: int) -> list[Scene]:
-    """The batch of one step: a function of (seed, step) alone, so a resumed run sees exactly the same data."""
-    rng = np.random.default_rng([seed, step])
-    return [draw_scene(rng, "studio", (IMAGE_SIZE, IMAGE_SIZE)) for _ in range(batch_size)]
-
-
-def dino_step_inputs(seed: int, step: int, batch_size: int, tokenizer,
-                     preprocessor: SingleModelPreprocessor) -> DinoBatch:
+def dino_step_inputs(seed: int, step: int, batch_size: int, tokenizer, preprocessor: SingleModelPreprocessor,
+                     domain: Domain = "studio") -> DinoBatch:
     rng = np.random.default_rng([seed, step, 1])
     chunk = random_prompt(rng, tokenizer, SHAPES)
-    return scene_batch(training_scenes(seed, step, batch_size), chunk, SHAPES, preprocessor)
+    return scene_batch(training_scenes(seed, step, batch_size, domain), chunk, SHAPES, preprocessor)
 
 
 def dino_loss(model: GroundingDinoForObjectDetection, batch: DinoBatch) -> torch.Tensor:

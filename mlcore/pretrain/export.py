@@ -1,8 +1,8 @@
 """Write a pretrained demo teacher as a Hugging Face folder, the way the download script writes real checkpoints.
 
 config.json, model.safetensors (fp16 to keep the repository small; config.json says float32, so it loads as fp32),
-tokenizer files (Grounding DINO), preprocessor_config.json, SOURCE.json (command, seed, recipe, code version,
-measured metrics) and SHA256SUMS. The folder is built beside its destination and renamed into place.
+tokenizer files (Grounding DINO), preprocessor_config.json, SOURCE.json (command, seed, recipe of each stage, code
+version, measured metrics) and SHA256SUMS. The folder is built beside its destination and renamed into place.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,19 @@ import torch
 from transformers import GroundingDinoImageProcessor, SamImageProcessor
 
 from mlcore.io import sha256_file, write_json_atomic, write_text_atomic
-from mlcore.pretrain.runner import PretrainSpec
 from mlcore.teachers.weights import SOURCE_FILE
 
 SUMS_FILE = "SHA256SUMS"
 SOURCE_REPO = "mlcore pretrain-teachers"  # what SOURCE.json's "repo" says: made here, not downloaded
 
 
-def save_teacher_folder(model: torch.nn.Module, tokenizer: Any, family: str, folder: Path, *, spec: PretrainSpec,
-                        history: list[dict[str, Any]], preprocessing: dict[str, Any], command: str) -> Path:
-    """Write the folder (replacing an older one); return its path."""
+def save_teacher_folder(model: torch.nn.Module, tokenizer: Any, family: str, folder: Path, *,
+                        stages: list[dict[str, Any]], preprocessing: dict[str, Any], command: str) -> Path:
+    """Write the folder (replacing an older one); return its path.
+
+    `stages`: every training stage that made these weights, first to last, each {"recipe", "history"} (and the
+    "weights_sha256" it ended with, for all but this one); SOURCE.json's recipe, metrics and history are the last's.
+    """
     staging = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -41,16 +43,32 @@ def save_teacher_folder(model: torch.nn.Module, tokenizer: Any, family: str, fol
         tokenizer.save_pretrained(staging)
     _processor(family, preprocessing).save_pretrained(staging)
     weights_sha256 = sha256_file(staging / "model.safetensors")
+    stages = [*stages[:-1], {**stages[-1], "weights_sha256": weights_sha256}]
+    last = stages[-1]
     write_json_atomic(staging / SOURCE_FILE, {
-        "repo": SOURCE_REPO, "revision": code_version(), "command": command, "seed": spec.seed,
-        "recipe": asdict(spec), "parameters": sum(p.numel() for p in model.parameters()),
-        "weights_sha256": weights_sha256, "metrics": history[-1] if history else {}, "history": history})
+        "repo": SOURCE_REPO, "revision": code_version(), "command": command, "seed": last["recipe"]["seed"],
+        "recipe": last["recipe"], "parameters": sum(p.numel() for p in model.parameters()),
+        "weights_sha256": weights_sha256, "metrics": last["history"][-1] if last["history"] else {},
+        "history": last["history"], "stages": stages})
     sums = "".join(f"{sha256_file(path)}  {path.name}\n" for path in sorted(staging.iterdir()) if path.is_file())
     write_text_atomic(staging / SUMS_FILE, sums)
+    _replace(staging, folder)
+    return folder
+
+
+def copy_teacher_folder(source: Path, folder: Path) -> Path:
+    """Put a finished teacher folder in place (a models folder, or the shipped copy), replacing an older one whole."""
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    _replace(staging, folder)
+    return folder
+
+
+def _replace(staging: Path, folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
-    return folder
 
 
 def _fp16_copy(model: torch.nn.Module) -> torch.nn.Module:

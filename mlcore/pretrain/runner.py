@@ -40,6 +40,7 @@ class PretrainSpec:
     seed: int = 0
     eval_every: int = 1000
     save_every: int = 200
+    domain: str = "studio"  # the corpus (shapes_world domain) its steps draw from
 
 
 def lr_factor(step: int, steps: int, warmup: int) -> float:

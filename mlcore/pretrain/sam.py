@@ -14,9 +14,10 @@ import torch
 from transformers import SamModel
 
 from mlcore.config.schemas.teachers import SamLossWeights
-from mlcore.data.shapes_world import Scene, draw_scene
+from mlcore.data.shapes_world import Domain, Scene
 from mlcore.finetune.losses import jitter_boxes, mask_targets, sam_mask_loss
 from mlcore.preprocess import SingleModelPreprocessor, for_model
+from mlcore.pretrain.scenes import training_scenes
 from mlcore.teachers.presets import SAM_PRESETS
 from mlcore.teachers.sam import decode_boxes, masks_in_original_frame
 
@@ -47,12 +48,11 @@ def sam_preprocessor() -> SingleModelPreprocessor:
 
 
 def sam_step_loss(model: SamModel, seed: int, step: int, batch_size: int,
-                  preprocessor: SingleModelPreprocessor) -> torch.Tensor:
-    """BCE + dice + IoU-head loss of one step's studio scenes, every object prompted by its jittered box."""
-    rng = np.random.default_rng([seed, step])
-    scenes = [draw_scene(rng, "studio", (IMAGE_SIZE, IMAGE_SIZE)) for _ in range(batch_size)]
+                  preprocessor: SingleModelPreprocessor, domain: Domain = "studio") -> torch.Tensor:
+    """BCE + dice + IoU-head loss of one step's scenes, every object prompted by its jittered box."""
+    scenes = training_scenes(seed, step, batch_size, domain)
     prepared = preprocessor([scene.image for scene in scenes])
-    embeddings = model.get_image_embeddings(prepared.pixel_values)
+    embeddings = model.vision_encoder(prepared.pixel_values)[0]  # get_image_embeddings() is no_grad: nothing learns
     losses = []
     for index, (scene, meta) in enumerate(zip(scenes, prepared.meta)):
         if not len(scene.names):

@@ -13,7 +13,8 @@ from typing import Any
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
-from mlcore.config.schemas.teachers import GroundingDinoLora, LoraSettings, SamFreeze, SamLora
+from mlcore.config.schemas.teachers import (SAM_ENCODER_LORA_TARGETS, GroundingDinoLora, LoraSettings, SamFreeze,
+                                            SamLora)
 from mlcore.errors import ConfigError, ModelError
 from mlcore.teachers.grounding_dino import patch_grounding_dino_for_peft
 
@@ -51,12 +52,17 @@ def apply_lora_to_grounding_dino(model: nn.Module, lora: LoraSettings | None = N
 
 def apply_lora_to_sam(model: nn.Module, lora: LoraSettings | None = None, freeze: SamFreeze | None = None
                       ) -> PeftModel:
-    """Wrap SAM in a PeftModel: LoRA on the mask decoder's attention; an encoder unfrozen in `freeze` trains fully
-    (and is saved with the adapter), which the 2 % check then usually refuses for the image encoder."""
-    freeze = freeze or SamFreeze()
+    """Wrap SAM in a PeftModel: LoRA on the mask decoder's attention, and on the image encoder's with
+    `lora.image_encoder`; an encoder unfrozen in `freeze` trains fully (and is saved with the adapter), which the
+    2 % check then usually refuses for the image encoder."""
+    lora, freeze = lora or SamLora(), freeze or SamFreeze()
+    if lora.image_encoder:
+        targets = lora.target_modules
+        lora = lora.model_copy(update={"target_modules": f"(?:{targets})|{SAM_ENCODER_LORA_TARGETS}"
+                                       if isinstance(targets, str) else [*targets, "attn.qkv"]})
     unfrozen = [name for name, frozen in (("vision_encoder", freeze.image_encoder),
                                           ("prompt_encoder", freeze.prompt_encoder)) if not frozen]
-    return _apply(model, lora or SamLora(), unfrozen, "teacher_sam_lora")
+    return _apply(model, lora, unfrozen, "teacher_sam_lora")
 
 
 def verify_lora_freezing(model: nn.Module, max_trainable_fraction: float = 0.02) -> LoraReport:

@@ -202,7 +202,8 @@ SAM_PRESETS: dict[str, TeacherPreset] = {
         name="shapes", family="sam", build_config=_shapes_sam_config, folder="sam_shapes", hub_repository=None,
         preprocessing={"longest_edge": 160, "pad_to": [160, 160]}, bundled=True,
         # r=8 on its 32-wide mask decoder would train 2.4 % of the model, over the 2 % safety check
-        fine_tuning={"lora": {"r": 4, "alpha": 8}, "training": {"lr": 1e-3}},
+        fine_tuning={"lora": {"r": 4, "alpha": 8, "image_encoder": True, "max_trainable_fraction": 0.03},
+                     "training": {"lr": 1e-3}},
         description="0.5 M params pretrained on generated shapes, shipped with mlcore, 160 px inputs (demo)"),
     "sam_vit_b": TeacherPreset(
         name="sam_vit_b", family="sam", build_config=lambda: _sam_config(768, 12, 12, (2, 5, 8, 11)),

@@ -25,6 +25,7 @@ SAM_LORA_TARGETS = (
     r".*mask_decoder\.transformer\.(layers\.\d+\.(self_attn|cross_attn_token_to_image|cross_attn_image_to_token)"
     r"|final_attn_token_to_image)\.(q_proj|k_proj|v_proj|out_proj)"
 )
+SAM_ENCODER_LORA_TARGETS = r".*vision_encoder\.layers\.\d+\.attn\.qkv"  # the ViT's fused attention projections
 
 _R_HELP = "LoRA rank: size of the low-rank update. 4-64; higher adapts more and trains more parameters."
 _ALPHA_HELP = "LoRA scaling numerator (update is scaled by alpha / r); usually 2 x r."
@@ -82,6 +83,12 @@ class SamLora(LoraSettings):
     alpha: float = Field(default=16, gt=0, description=_ALPHA_HELP)
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description=_DROPOUT_HELP)
     target_modules: str | list[str] = Field(default=SAM_LORA_TARGETS, description=_TARGETS_HELP)
+    image_encoder: bool = Field(
+        default=False,
+        description="Also adapt the image encoder (LoRA on its attention qkv): for images unlike SAM's own (textures, "
+        "sensors), where the decoder alone cannot see better. The encoder then runs every step and no embedding is "
+        "cached: ViT-B on CPU ~15 s per image per epoch.",
+    )
 
 
 class GroundingDinoModel(ConfigModel):

@@ -186,6 +186,23 @@ def test_sam_encoder_runs_once_per_image_and_a_killed_run_resumes_exactly(tmp_pa
         [e["train_loss"] for e in resumed.runs["sam"].epochs][:1]
 
 
+def test_sam_image_encoder_lora_learns_and_caches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = prepared(tmp_path, "segmentation_only")
+    calls = counting_encoder(monkeypatch)
+    dino, sam = teacher_configs(preset="tiny", epochs=1, batch_size=2)
+    sam.lora.image_encoder, sam.lora.max_trainable_fraction = True, 0.05  # the tiny model: 2.8 % with its encoder
+    sam.training.lr, sam.training.max_grad_norm = 3e-3, None
+    trainer = TeacherTrainer(tmp_path / "run", ModeConfig.read(data), train=data / "train.json",
+                             val=data / "val.json", sam=sam, dynamics=fast_dynamics(), progress=False)
+    run = trainer.train_sam()
+
+    assert sum(calls) == 0 and not (tmp_path / "run" / "cache" / "sam_embeddings").exists()
+    weights = adapter_weights(run.adapter_dir)
+    encoder_b = [value for key, value in weights.items() if "vision_encoder" in key and "lora_B" in key]
+    assert encoder_b and all(value.abs().sum() > 0 for value in encoder_b)  # LoRA B starts at 0: it trained
+    assert any("mask_decoder" in key for key in weights)
+
+
 def test_grounding_dino_killed_mid_epoch_resumes_like_an_uninterrupted_run(tmp_path: Path) -> None:
     data = prepared(tmp_path, "detection_only")
     every_step = CheckpointConfig(save_every_n_steps=1)  # a mid-epoch checkpoint to resume from

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import pytest
 import torch
 from transformers import GroundingDinoForObjectDetection
 
+from mlcore.data.shapes_world import draw_scene
 from mlcore.errors import ModelError
 from mlcore.finetune.setup import teacher_configs
 from mlcore.preprocess import for_model
 from mlcore.pretrain import dino, recipes, sam
-from mlcore.pretrain.export import SOURCE_REPO, SUMS_FILE, save_teacher_folder
+from mlcore.pretrain.export import SOURCE_REPO, SUMS_FILE, copy_teacher_folder
 from mlcore.pretrain.runner import PretrainSpec
+from mlcore.pretrain.scenes import held_out, training_scenes
 from mlcore.teachers import load_grounding_dino, load_sam
 from mlcore.teachers.presets import get_preset
 from mlcore.teachers.weights import resolve_weights_folder
@@ -52,24 +55,22 @@ def test_shape_words_are_single_tokens():
     assert tokenizer.tokenize("dog") == ["d", "##o", "##g"]  # other words still spell out
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path):
-    unbroken = recipes.pretrain_sam(tmp_path / "unbroken", SHORT, eval_images=2)
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    unbroken = recipes.pretrain_sam(tmp_path / "unbroken", (SHORT,), eval_images=2)
 
     # Kill after step 3 (the checkpoint of step 2 is on disk), then resume.
     original = sam.sam_step_loss
 
-    def dies_at_step_3(model, seed, step, batch_size, preprocessor):
+    def dies_at_step_3(model, seed, step, *args):
         if step == 3:
             raise KeyboardInterrupt
-        return original(model, seed, step, batch_size, preprocessor)
+        return original(model, seed, step, *args)
 
-    sam.sam_step_loss = dies_at_step_3
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(sam, "sam_step_loss", dies_at_step_3)
         with pytest.raises(KeyboardInterrupt):
-            recipes.pretrain_sam(tmp_path / "resumed", SHORT, eval_images=2)
-    finally:
-        sam.sam_step_loss = original
-    resumed = recipes.pretrain_sam(tmp_path / "resumed", SHORT, eval_images=2)
+            recipes.pretrain_sam(tmp_path / "resumed", (SHORT,), eval_images=2)
+    resumed = recipes.pretrain_sam(tmp_path / "resumed", (SHORT,), eval_images=2)
 
     for (name, a), (_, b) in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
@@ -78,17 +79,53 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path):
 
 
 def test_a_run_with_another_recipe_refuses_the_checkpoint(tmp_path: Path):
-    recipes.pretrain_sam(tmp_path, replace(SHORT, steps=2, eval_every=2), eval_images=1)
-    with pytest.raises(ValueError, match="another run"):
-        recipes.pretrain_sam(tmp_path, SHORT, eval_images=1)
+    recipes.pretrain_sam(tmp_path, (replace(SHORT, steps=2, eval_every=2),), eval_images=1)
+    with pytest.raises(ValueError, match="another recipe"):  # the finished stage's folder
+        recipes.pretrain_sam(tmp_path, (SHORT,), eval_images=1)
+    shutil.rmtree(tmp_path / "stage1-studio" / "teacher")
+    with pytest.raises(ValueError, match="another run"):  # its checkpoint
+        recipes.pretrain_sam(tmp_path, (SHORT,), eval_images=1)
+
+
+def test_the_sam_encoder_learns_in_pretraining():
+    # transformers' get_image_embeddings() runs under no_grad: a loss through it leaves the encoder at its init.
+    model = sam.new_shapes_sam(seed=0)
+    sam.sam_step_loss(model, 0, 0, 2, sam.sam_preprocessor()).backward()
+    grads = [p.grad for p in model.vision_encoder.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_each_stage_starts_from_the_previous_stages_stored_weights(tmp_path: Path):
+    stages = (replace(SHORT, steps=2, eval_every=2), replace(SHORT, steps=2, eval_every=2, domain="varied"))
+    trained = recipes.pretrain_sam(tmp_path / "work", stages, eval_images=1)
+    first = tmp_path / "work" / "stage1-studio" / "teacher"
+    assert trained.folder == tmp_path / "work" / "stage2-varied" / "teacher"
+    source = json.loads((trained.folder / "SOURCE.json").read_text())
+    assert [stage["recipe"]["domain"] for stage in source["stages"]] == ["studio", "varied"]
+    assert source["stages"][0]["weights_sha256"] == hashlib.sha256((first / "model.safetensors").read_bytes()
+                                                                   ).hexdigest()
+    assert source["recipe"]["domain"] == "varied" and source["metrics"]["step"] == 2
+
+    # The second stage began from the first's fp16-stored weights: rerun it alone from that folder.
+    shutil.rmtree(trained.folder.parent)
+    again = recipes.pretrain_sam(tmp_path / "work", stages, eval_images=1)
+    for (name, a), (_, b) in zip(trained.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_varied_batches_share_one_size_that_changes_between_steps():
+    sizes = set()
+    for step in range(12):
+        batch = training_scenes(0, step, 3, "varied")
+        assert len({scene.image.shape for scene in batch}) == 1
+        sizes.add(batch[0].image.shape)
+    assert len(sizes) > 2
 
 
 def test_the_written_folder_loads_like_a_downloaded_checkpoint(tmp_path: Path):
     spec = replace(SHORT, steps=2, eval_every=2)
-    trained = recipes.pretrain_grounding_dino(tmp_path / "work", spec, eval_images=2)
-    folder = save_teacher_folder(trained.model, trained.tokenizer, "grounding_dino",
-                                 tmp_path / "models" / "grounding_dino_shapes", spec=spec, history=trained.history,
-                                 preprocessing=dino.PREPROCESSING, command="mlcore pretrain-teachers")
+    trained = recipes.pretrain_grounding_dino(tmp_path / "work", (spec,), eval_images=2)
+    folder = copy_teacher_folder(trained.folder, tmp_path / "models" / "grounding_dino_shapes")
     assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json", "SOURCE.json",
             SUMS_FILE} <= {path.name for path in folder.iterdir()}
 
@@ -103,8 +140,8 @@ def test_the_written_folder_loads_like_a_downloaded_checkpoint(tmp_path: Path):
     assert source["weights_sha256"] == teacher.base.weights_sha256
 
     loaded = teacher.model.state_dict()
-    for name, value in trained.model.state_dict().items():  # every tensor back, to fp16 rounding
-        assert torch.allclose(loaded[name], value.half().float(), rtol=0, atol=1e-6), name
+    for name, value in trained.model.state_dict().items():  # what the run returns is what the folder holds
+        assert torch.equal(loaded[name], value), name
 
 
 def test_both_teachers_take_a_preset_named_in_both_families():
@@ -128,13 +165,13 @@ def test_shipped_teachers_match_their_recorded_hashes(family: str, tmp_path: Pat
 
 def test_the_shipped_detector_finds_named_shapes():
     teacher = load_grounding_dino("shapes")
-    metrics = dino.evaluate_dino(teacher.model, teacher.tokenizer, dino.held_out("studio", 30, seed=11))
+    metrics = dino.evaluate_dino(teacher.model, teacher.tokenizer, held_out("studio", 30, seed=11))
     assert metrics["map50"] >= 0.4, metrics
 
 
 def test_the_shipped_segmenter_beats_filling_the_box():
     teacher = load_sam("shapes")
-    metrics = sam.evaluate_sam(teacher.model, dino.held_out("studio", 20, seed=11))
+    metrics = sam.evaluate_sam(teacher.model, held_out("studio", 20, seed=11))
     assert metrics["mask_iou"] >= metrics["box_fill_iou"] + 0.1, metrics
 
 
@@ -147,7 +184,7 @@ def test_a_missing_bundled_folder_names_the_rebuild_command(tmp_path: Path, monk
 def test_field_masks_are_what_stays_visible_and_boxes_are_tight_to_them():
     rng = np.random.default_rng(0)
     for _ in range(40):
-        scene = dino.draw_scene(rng, "field", (192, 160))
+        scene = draw_scene(rng, "field", (192, 160))
         assert not (scene.masks.sum(0) > 1).any()  # a hidden part belongs to the shape in front only
         for mask, box in zip(scene.masks, scene.boxes):
             ys, xs = np.nonzero(mask)
