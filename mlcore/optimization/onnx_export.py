@@ -4,7 +4,8 @@ metadata engines read (names, imgsz, task, stride), and the same numbers as PyTo
 ultralytics' exporter is used (not a hand-written torch.onnx call) because it puts the head in export mode exactly as
 its own runtimes expect and writes the metadata `ONNXEngine` reads. Its `dynamic=True` makes batch, height and width
 variable; mlcore fixes height and width back to imgsz (the letterbox always produces imgsz x imgsz), so only the
-batch stays variable and runtimes can fold the anchor grid.
+batch stays variable and runtimes can fold the anchor grid. The box head's inner-axis Softmax is rewritten into ops
+ONNX Runtime runs fast (graph_rewrites.py); the parity check covers the rewritten graph.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from mlcore.errors import ConfigError, ModelError
 from mlcore.io import atomic_open
 from mlcore.logs import get_logger
+from mlcore.optimization.graph_rewrites import decompose_inner_softmax
 from mlcore.preprocess.inputs import ImageInput
 from mlcore.students.student import Student
 
@@ -109,6 +111,7 @@ def export_to_onnx(student_or_pt_path: Student | str | os.PathLike[str], output_
     image_input = check_single_image_input(model, where=str(output_path))
     if dynamic_batch:
         _fix_spatial_dims(image_input, imgsz)
+    decompose_inner_softmax(model)  # the box head's DFL softmax: exact, ~15x faster in ONNX Runtime
     metadata = onnx_metadata(model)
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
