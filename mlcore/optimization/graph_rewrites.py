@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlcore.logs import get_logger
 
 log = get_logger(__name__)
@@ -35,7 +37,7 @@ def decompose_inner_softmax(model: Any) -> int:
             continue
         source, result, name = node.input[0], node.output[0], node.name or f"softmax_{index}"
         axes = f"{name}/axes"
-        graph.initializer.append(onnx.numpy_helper.from_array(_int64([axis % rank]), axes))
+        graph.initializer.append(onnx.numpy_helper.from_array(np.asarray([axis % rank], dtype=np.int64), axes))
         reduce_max = (helper.make_node("ReduceMax", [source, axes], [f"{name}/max"], name=f"{name}/max", keepdims=1)
                       if opset >= 18 else
                       helper.make_node("ReduceMax", [source], [f"{name}/max"], name=f"{name}/max", axes=[axis % rank],
@@ -69,8 +71,3 @@ def _ranks(model: Any) -> dict[str, int]:
             ranks[value.name] = len(tensor.shape.dim)
     return ranks
 
-
-def _int64(values: list[int]):
-    import numpy as np
-
-    return np.asarray(values, dtype=np.int64)
