@@ -132,6 +132,11 @@ def _tiny_sam_config() -> SamConfig:
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
+SHAPES_DINO_LORA_TARGETS = (r".*decoder\.layers\.\d+\.((self_attn|encoder_attn_text)\.(query|key|value|out_proj)"
+                            r"|encoder_attn\.(sampling_offsets|attention_weights|value_proj|output_proj)|fc1|fc2)"
+                            r"|.*decoder\.bbox_embed\.\d+\.layers\.\d+")
+
+
 def _shapes_grounding_dino_config() -> GroundingDinoConfig:
     # The demo detector (`mlcore pretrain-teachers`): the tiny backbone and text encoder with a wider transformer
     # (d_model 64, 50 queries) and auxiliary loss, the config that converged fastest per CPU-minute from scratch.
@@ -181,7 +186,11 @@ GROUNDING_DINO_PRESETS: dict[str, TeacherPreset] = {
         name="shapes", family="grounding_dino", build_config=_shapes_grounding_dino_config,
         folder="grounding_dino_shapes", hub_repository=None,
         preprocessing={"shortest_edge": 160, "longest_edge": 256}, bundled=True,
-        fine_tuning={"training": {"lr": 1e-3}},  # a small model's LoRA moves little at the full-size 1e-4
+        # Every Linear of its 2 decoder layers and the box MLPs at r=8 (1.95 %, under the 2 % check): on the demo's
+        # field data +0.057 test mAP50-95 over zero-shot, against +0.034 for the default targets (both lr 3e-4,
+        # 20 epochs; session 7). A small model's LoRA moves little at the full-size 1e-4.
+        fine_tuning={"lora": {"r": 8, "alpha": 16, "target_modules": SHAPES_DINO_LORA_TARGETS},
+                     "training": {"lr": 3e-4}},
         description="1.8 M params pretrained on generated shapes, shipped with mlcore, 160-256 px inputs (demo)"),
     "grounding_dino_swint": TeacherPreset(
         name="grounding_dino_swint", family="grounding_dino", build_config=GroundingDinoConfig,
