@@ -17,7 +17,7 @@ import torch
 from transformers import GroundingDinoImageProcessor, SamImageProcessor
 
 from mlcore.io import sha256_file, write_json_atomic, write_text_atomic
-from mlcore.teachers.weights import SOURCE_FILE
+from mlcore.teachers.weights import HASHES_FILE, SOURCE_FILE
 
 SUMS_FILE = "SHA256SUMS"
 SOURCE_REPO = "mlcore pretrain-teachers"  # what SOURCE.json's "repo" says: made here, not downloaded
@@ -60,7 +60,7 @@ def copy_teacher_folder(source: Path, folder: Path) -> Path:
     """Put a finished teacher folder in place (a models folder, or the shipped copy), replacing an older one whole."""
     staging = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(HASHES_FILE))  # a loader's cache of this copy
     _replace(staging, folder)
     return folder
 
