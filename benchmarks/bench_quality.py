@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--labelled", type=int, default=80)
     parser.add_argument("--pool", type=int, default=160)
     parser.add_argument("--teacher-epochs", type=int, default=20)
-    parser.add_argument("--student-epochs", type=int, default=25)
+    parser.add_argument("--student-epochs", type=int, default=40)
     parser.add_argument("--imgsz", type=int, default=192)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--forgetting-images", type=int, default=60)

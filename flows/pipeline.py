@@ -49,7 +49,7 @@ STAGE_COUNT = 9  # (fetch,) validate, split, teachers, student, export, evaluate
 # What `mlcore demo` runs, on the CPU in minutes: shapes in the field (a labelled set and an unlabelled pool), the
 # shipped `shapes` teachers (pretrained on another domain: docs/DEMO_TEACHERS.md) tuned with LoRA, a small student.
 DEMO_PARAMETERS: dict[str, Any] = {
-    "teacher_preset": "shapes", "teacher_epochs": 20, "student_epochs": 25, "imgsz": 192, "device": "cpu",
+    "teacher_preset": "shapes", "teacher_epochs": 20, "student_epochs": 40, "imgsz": 192, "device": "cpu",
     "demo_images": 80, "demo_unlabeled": 160, "split": "train:0.6,val:0.2,test:0.2", "benchmark_runs": 3,
     "quantize": "int8", "output": "data/demo",
 }

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from transformers import BertTokenizer, GroundingDinoForObjectDetection
 
+from mlcore.data.shapes_world import SHAPES, Domain, Scene
 from mlcore.evaluation.coco_map import coco_map
 from mlcore.preprocess import SingleModelPreprocessor, for_model
 from mlcore.pretrain.scenes import training_scenes
-from mlcore.data.shapes_world import SHAPES, Domain, Scene
 from mlcore.teachers.presets import GROUNDING_DINO_PRESETS, tiny_vocab
 from mlcore.teachers.prompts import PromptChunk, build_prompt_chunks, class_scores
 

@@ -263,7 +263,7 @@ def _overview(run: PipelineRun) -> Section:
         items.append("teachers: **tiny presets**, built from configs with random weights: the accuracy numbers "
                      "below show the pipeline working, not model quality")
     elif run.settings.get("teacher_preset") == "shapes":
-        items.append("teachers: **shapes presets**, pretrained by mlcore on generated studio shapes "
+        items.append("teachers: **shapes presets**, pretrained by mlcore on generated shapes (other domains) "
                      "(docs/DEMO_TEACHERS.md); their score before fine-tuning is zero-shot on this data")
     items.append(f"written: {datetime.now().astimezone().isoformat(timespec='seconds')}"
                  + (f", mlcore {run.code_version}" if run.code_version else ""))

@@ -56,7 +56,7 @@ def apply_lora_to_sam(model: nn.Module, lora: LoraSettings | None = None, freeze
     `lora.image_encoder`; an encoder unfrozen in `freeze` trains fully (and is saved with the adapter), which the
     2 % check then usually refuses for the image encoder."""
     lora, freeze = lora or SamLora(), freeze or SamFreeze()
-    if lora.image_encoder:
+    if getattr(lora, "image_encoder", False):  # a SamLora setting; plain LoraSettings have no such field
         targets = lora.target_modules
         lora = lora.model_copy(update={"target_modules": f"(?:{targets})|{SAM_ENCODER_LORA_TARGETS}"
                                        if isinstance(targets, str) else [*targets, "attn.qkv"]})
