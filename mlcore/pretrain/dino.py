@@ -25,7 +25,6 @@ from mlcore.teachers.prompts import PromptChunk, build_prompt_chunks, class_scor
 
 PRESET = GROUNDING_DINO_PRESETS["shapes"]
 PREPROCESSING = PRESET.preprocessing
-IMAGE_SIZE = PREPROCESSING["shortest_edge"]
 # Colour words are single tokens too, so prompts such as "red circle" read as two words, not ten letters.
 WORDS: tuple[str, ...] = (*SHAPES, "red", "green", "blue", "yellow", "orange", "purple", "pink", "shape", "object")
 
