@@ -30,7 +30,8 @@ def pretrain_teachers(
                                                      "small models, and bit-for-bit reproducible).")] = 1,
 ) -> None:
     """Train the shapes Grounding DINO and SAM from scratch on generated scenes, studio first, then varied (about
-    1.5 hours each on one CPU core, minutes on a GPU), and write them as Hugging Face folders."""
+    2 hours for Grounding DINO and 1 for SAM on one CPU core, minutes on a GPU), and write them as Hugging Face
+    folders."""
     import torch
 
     from mlcore.pretrain import dino, recipes, sam

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import GroundingDinoForObjectDetection, SamModel
+from transformers import GroundingDinoForObjectDetection
 
 from mlcore.io import sha256_file
 from mlcore.preprocess import for_model
@@ -109,7 +109,6 @@ def _evaluation_scenes(count: int, seed: int) -> dict[str, list]:
 def _run_stages(family: str, build: Callable[[], nn.Module],
                 train: Callable[[nn.Module, PretrainSpec, Path], list[dict[str, Any]]], stages: Sequence[PretrainSpec],
                 work_dir: Path, tokenizer: Any, preprocessing: dict[str, Any], command: str) -> Trained:
-    model_class = GroundingDinoForObjectDetection if family == "grounding_dino" else SamModel
     model, done, folder = build(), [], work_dir
     for number, spec in enumerate(stages, start=1):
         folder = work_dir / f"stage{number}-{spec.domain}" / "teacher"
@@ -122,7 +121,7 @@ def _run_stages(family: str, build: Callable[[], nn.Module],
             raise ValueError(f"{folder} was written by another recipe ({done[-1]['recipe']}); use another work "
                              f"folder or delete it to train this stage again")
         # The next stage (and the user) starts from the weights as stored: fp16, computed in fp32.
-        model = model_class.from_pretrained(folder).float()
+        model = type(model).from_pretrained(folder).float()
     model.eval()
     return Trained(model=model, tokenizer=tokenizer, stages=done, folder=folder)
 
