@@ -7,7 +7,9 @@ images and writes a QDQ graph with per-channel weight scales (~2.2x faster than 
 What stays in float (`exclude`): YOLOv8's head ends in a decode tail (DFL softmax, anchor arithmetic, sigmoid) that
 concatenates boxes in pixels (0-640) with scores (0-1) into one output; a single int8 scale over that tensor rounds
 every score to a multiple of ~2.5 pixels' worth, so the tail must stay float ("decode", the default). "head" also keeps
-the head's final 1x1 convs float; "none" quantizes everything ONNX Runtime can. See `exclusion_nodes`.
+the head's final 1x1 convs float; "none" quantizes everything ONNX Runtime can. See `exclusion_nodes`. A segmenter's
+mask-prototype branch (three convs at 1/4 scale, ~40 % of a yolov8n-seg's compute) is network, not decode: it is
+quantized up to its last conv, whose activation stays float like the other branches' outputs.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ Exclusion = Literal["decode", "head", "none"]
 CalibrationMethodName = Literal["minmax", "entropy", "percentile"]
 EXCLUSIONS: tuple[str, ...] = ("decode", "head", "none")
 # ultralytics' head: cv2 (box distribution), cv3 (class scores), cv4 (mask coefficients); ".2" is each branch's
-# final 1x1 conv, e.g. "/model.22/cv3.1/cv3.1.2/Conv".
-_FINAL_HEAD_CONV = re.compile(r"/cv[234]\.\d+/cv[234]\.\d+\.2/Conv$")
+# final 1x1 conv, e.g. "/model.22/cv3.1/cv3.1.2/Conv". A segmenter's mask prototypes end in "/proto/cv3/conv/Conv".
+_FINAL_HEAD_CONV = re.compile(r"(/cv[234]\.\d+/cv[234]\.\d+\.2/Conv|/proto/cv3/conv/Conv)$")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,10 @@ class QuantizedModel:
 def exclusion_nodes(model: Any, exclude: Exclusion = "decode") -> list[str]:
     """Names of the nodes kept in float.
 
-    decode: every node that does not feed the head's final convs: the box/score decode tail up to the outputs and
-    its side branches (anchor points, strides: uint8 would make stride 8 read 8.03 and every box on that level 0.4 %
-    too large); head: those final convs as well; none: nothing. A graph without ultralytics' head names gets none
-    (logged).
+    decode: every node that does not feed the head's final convs (or a segmenter's last prototype conv): the
+    box/score decode tail up to the outputs and its side branches (anchor points, strides: uint8 would make stride 8
+    read 8.03 and every box on that level 0.4 % too large); head: those final convs as well; none: nothing. A graph
+    without ultralytics' head names gets none (logged).
     """
     if exclude not in EXCLUSIONS:
         raise ConfigError(f"unknown exclusion {exclude!r}", where="quantization.exclude",
