@@ -79,7 +79,8 @@ def distill_stage(data: str, val: str, teachers: str | dict[str, Any], output: s
         val: validation split.
         teachers: the train-teachers stage's result, as JSON (new teachers mean a new student), or a teachers folder.
         output: the stage folder, inside the run folder (cached results go to <run folder>/.cache/results).
-        student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
+        student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x, each also with -relu (yolov8n-relu: ReLU in place of
+            SiLU, faster in int8); empty: the mode's recommendation.
         epochs: distillation epochs; empty: the student config's value.
         imgsz: student input size; empty: the student config's value.
         device: cpu, cuda or cuda:N; empty: the first GPU when there is one.

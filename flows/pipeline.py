@@ -145,7 +145,8 @@ def training_pipeline(
             demo-data) are detection_only, segmentation_only and detection_and_segmentation.
         teacher_preset: tiny (CPU smoke runs), shapes (the demo's pretrained teachers) or a full-size preset name;
             empty: the teacher configs' presets.
-        student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; empty: the mode's recommendation.
+        student: yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x, each also with -relu (yolov8n-relu: ReLU in place of
+            SiLU, faster in int8); empty: the mode's recommendation.
         teacher_epochs: epochs for each teacher; 0: the teacher configs' value.
         student_epochs: distillation epochs; 0: the student config's value.
         imgsz: student input size in pixels, a multiple of 32 (e.g. 640); 0: the student config's value.

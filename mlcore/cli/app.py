@@ -181,8 +181,9 @@ def train_student(
                                                        "--images.")] = None,
     auto_detect: Annotated[bool, typer.Option("--auto-detect", help="No .mode_config.json beside --data: run the "
                                               "validate step into OUTPUT/dataset/ to detect the mode.")] = False,
-    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: "
-                                                   "the mode's recommendation).")] = None,
+    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; add -relu "
+                                                   "(yolov8n-relu) for the faster-in-int8 variant (default: the "
+                                                   "mode's recommendation).")] = None,
     unlabeled: Annotated[Optional[Path], typer.Option(help="Folder of images without annotations: the teachers "
                                                       "label them and they join training.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override training.epochs.")] = None,

@@ -74,7 +74,8 @@ def pipeline(
     teacher_preset: Annotated[Optional[str], typer.Option(help="tiny (CPU smoke runs), shapes (the demo's "
                                                           "pretrained teachers) or a full-size preset name "
                                                           "(default: the teacher configs').")] = None,
-    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x (default: the "
+    student: Annotated[Optional[str], typer.Option(help="yolov8n..x, yolov8n-seg..x-seg, fastsam-s/x; add -relu "
+                                                   "(yolov8n-relu) for the faster-in-int8 variant (default: the "
                                                    "mode's recommendation).")] = None,
     teacher_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per teacher.")] = None,
     student_epochs: Annotated[Optional[int], typer.Option(min=1, help="Distillation epochs.")] = None,

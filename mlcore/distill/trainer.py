@@ -152,9 +152,10 @@ class DistillationTrainer:
         labelling_seconds = time.perf_counter() - labelling_started
         release_accelerator(teachers)  # every label is on disk now: the student gets the GPU memory
 
-        kind, size = parse_student_name(self.student_name)
+        kind, size, activation = parse_student_name(self.student_name)
         student = get_student_model(self.mode.annotation_mode, size, num_classes=len(self.class_names),
-                                    weights=self.student_weights, class_names=self.class_names, kind=kind)
+                                    weights=self.student_weights, class_names=self.class_names, kind=kind,
+                                    activation=activation)
         student.model.to(self.device)
         teacher_channels = None
         if self.use_features:
@@ -350,8 +351,8 @@ class DistillationTrainer:
         summary = {
             "mode": self.mode.annotation_mode,
             "student": {"name": self.student_name, "kind": student.kind, "size": student.size, "task": student.task,
-                        "imgsz": self.training.imgsz, "weights": {"best": str(result.best_path),
-                                                                  "last": str(result.last_path)}},
+                        "activation": student.activation, "imgsz": self.training.imgsz,
+                        "weights": {"best": str(result.best_path), "last": str(result.last_path)}},
             "class_mapping": self._class_mapping(student),
             "teachers": {family: {"adapter": str(self.teachers_dir / TEACHER_FOLDERS[family]), "preset": teacher.preset.name,
                                   "adapter_sha256": teacher.adapter.adapter_sha256 if teacher.adapter else None}

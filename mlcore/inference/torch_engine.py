@@ -45,7 +45,7 @@ class PyTorchEngine(EngineBase):
         self.class_names = student.class_names
         self.task = student.task
         self.device = str(student.device)
-        label = self.path.name if self.path else student_name(student.kind, student.size)
+        label = self.path.name if self.path else student_name(student.kind, student.size, student.activation)
         self.name = f"pytorch:{label}"
 
     @torch.no_grad()

@@ -1,7 +1,9 @@
 """Which student a dataset gets, and building it: from ultralytics' architecture yaml, or from a local .pt.
 
 A variant is a yaml name and a class count: YOLOv8 (`yolov8{size}.yaml`), YOLOv8-seg (`yolov8{size}-seg.yaml`), and
-FastSAM, which is a single-class YOLOv8-seg. Nothing is ever downloaded: a weights path must be a local file.
+FastSAM, which is a single-class YOLOv8-seg; a "-relu" name (yolov8n-relu) builds the same network with ReLU in place
+of SiLU, the variant that quantizes into fast int8 convs. Nothing is ever downloaded: a weights path must be a local
+file.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -18,7 +21,8 @@ from mlcore.data.mode import AnnotationMode, recommended_student
 from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, ModelError
 from mlcore.logs import get_logger
-from mlcore.students.student import KINDS, SIZES, TASK_OF_KIND, Student, load_ultralytics_checkpoint, student_name
+from mlcore.students.student import (ACTIVATIONS, KINDS, SIZES, TASK_OF_KIND, Student, activation_of,
+                                     load_ultralytics_checkpoint, student_name)
 from mlcore.students.ultralytics_setup import configure_ultralytics, quiet_ultralytics
 
 log = get_logger(__name__)
@@ -29,11 +33,20 @@ ARCHITECTURE_YAML = {"yolov8": "yolov8{size}.yaml", "yolov8_seg": "yolov8{size}-
 KIND_OF_RECOMMENDATION = {"yolov8n": "yolov8", "yolov8n-seg": "yolov8_seg", "fastsam": "fastsam"}
 FASTSAM_CLASS_NAME = "object"  # StudentFastSamConfig.data.class_name's default
 FASTSAM_DEFAULT_SIZE = "s"  # FastSAM-s, the smaller published FastSAM
-_NAME_PATTERN = re.compile(r"^(?:yolov8(?P<v8>[nslmx])(?P<seg>-seg)?|fastsam(?:-(?P<fs>[nslmx]))?)$")
+_NAME_PATTERN = re.compile(
+    r"^(?:yolov8(?P<v8>[nslmx])(?P<seg>-seg)?|fastsam(?:-(?P<fs>[nslmx]))?)(?:-(?P<act>relu))?$")
+# ultralytics' yaml key, evaluated by its parse_model
+_ACTIVATION_MODULE = {"silu": "nn.SiLU()", "relu": "nn.ReLU()"}
 _NO_DOWNLOAD_FIX = ("give the path of a local .pt file; mlcore never downloads weights (on a machine with internet, "
                     "fetch e.g. yolov8n.pt from the ultralytics releases and copy it here; "
                     "scripts/download_pretrained_models.sh covers only the teachers), or set weights to null to "
                     "start from random weights")
+
+
+class StudentSpec(NamedTuple):
+    kind: str
+    size: str
+    activation: str = "silu"
 
 
 def valid_student_names() -> list[str]:
@@ -41,18 +54,21 @@ def valid_student_names() -> list[str]:
             + [f"fastsam-{size}" for size in SIZES])
 
 
-def parse_student_name(name: str) -> tuple[str, str]:
-    """CLI name -> (kind, size): yolov8n -> (yolov8, n), yolov8s-seg -> (yolov8_seg, s), fastsam-x -> (fastsam, x).
+def parse_student_name(name: str) -> StudentSpec:
+    """CLI name -> (kind, size, activation): yolov8n -> (yolov8, n, silu), yolov8s-seg -> (yolov8_seg, s, silu),
+    fastsam-x -> (fastsam, x, silu), yolov8n-seg-relu -> (yolov8_seg, n, relu).
 
     A bare "fastsam" (what the mode config recommends) is FastSAM-s.
     """
     match = _NAME_PATTERN.match(name.strip().lower())
     if not match:
         raise ConfigError(f"unknown student {name!r}", where="--student",
-                          fix=f"use one of: {', '.join(valid_student_names())}")
+                          fix=f"use one of: {', '.join(valid_student_names())}, or any of them ending in -relu "
+                              "(e.g. yolov8n-relu: ReLU in place of SiLU, faster in int8)")
+    activation = match["act"] or "silu"
     if match["v8"]:
-        return ("yolov8_seg" if match["seg"] else "yolov8"), match["v8"]
-    return "fastsam", match["fs"] or FASTSAM_DEFAULT_SIZE
+        return StudentSpec("yolov8_seg" if match["seg"] else "yolov8", match["v8"], activation)
+    return StudentSpec("fastsam", match["fs"] or FASTSAM_DEFAULT_SIZE, activation)
 
 
 def student_kind(mode: AnnotationMode, num_classes: int) -> str:
@@ -62,13 +78,15 @@ def student_kind(mode: AnnotationMode, num_classes: int) -> str:
 
 def get_student_model(mode: AnnotationMode | ModeConfig, size: str = "n", num_classes: int | None = None,
                       weights: str | os.PathLike[str] | None = None, class_names: Sequence[str] | None = None,
-                      kind: str | None = None) -> Student:
+                      kind: str | None = None, activation: str = "silu") -> Student:
     """The student for a dataset's mode, built from the architecture yaml (random init) or a local .pt.
 
     mode: the annotation mode, or the ModeConfig (then its class names are the default). The kind follows the mode
     config's recommendation (detection_only -> yolov8, segmentation with one class -> fastsam, otherwise
     yolov8_seg) unless `kind` says otherwise. Class names come from the caller; with only num_classes they are
     placeholders "class0", ... FastSAM always has one class, named by a single given class name or "object".
+    activation: silu (ultralytics' own) or relu; weights load into either (same tensors), so a SiLU checkpoint can
+    start a ReLU student (it then has to adapt to the new activation while it trains).
     """
     if isinstance(mode, ModeConfig):
         class_names = list(class_names) if class_names is not None else mode.class_names
@@ -79,6 +97,9 @@ def get_student_model(mode: AnnotationMode | ModeConfig, size: str = "n", num_cl
         raise ConfigError(f"unknown student kind {kind!r}", where="kind", fix=f"use one of: {', '.join(KINDS)}")
     if size not in SIZES:
         raise ConfigError(f"unknown student size {size!r}", where="model.size", fix=f"use one of: {', '.join(SIZES)}")
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown student activation {activation!r}", where="activation",
+                          fix=f"use one of: {', '.join(ACTIVATIONS)}")
     if kind == "fastsam":
         if len(names) > 1:
             log.info("FastSAM is single-class: its %d classes are trained as one, %r", len(names), FASTSAM_CLASS_NAME)
@@ -86,23 +107,38 @@ def get_student_model(mode: AnnotationMode | ModeConfig, size: str = "n", num_cl
     elif not names:
         raise ConfigError(f"a {kind} student needs its classes", where="class_names",
                           fix="pass the mode config's class names (or num_classes)")
-    model = build_model(kind, size, len(names))
+    model = build_model(kind, size, len(names), activation)
     model.names = dict(enumerate(names))  # before the transfer: ultralytics moves class rows by name
     if weights is not None:
-        transfer_weights(model, load_weights(weights))
+        source = load_weights(weights)
+        transfer_weights(model, source)
+        if activation_of(source) != activation:
+            log.info("student weights from a %s network start a %s student", activation_of(source), activation)
         model.names = dict(enumerate(names))
     return Student(kind=kind, size=size, model=model, class_names=list(names))
 
 
-def build_model(kind: str, size: str, num_classes: int) -> nn.Module:
-    """ultralytics DetectionModel / SegmentationModel from the architecture yaml, with its default hyperparameters."""
+def build_model(kind: str, size: str, num_classes: int, activation: str = "silu") -> nn.Module:
+    """ultralytics DetectionModel / SegmentationModel from the architecture yaml, with its default hyperparameters.
+
+    The activation goes into the yaml dict (so the model's own `yaml` records it); ultralytics' parser applies it by
+    setting the class attribute `Conv.default_act`, which is put back after, so later models are not changed.
+    """
     configure_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+    from ultralytics.nn.modules import Conv
+    from ultralytics.nn.tasks import DetectionModel, SegmentationModel, yaml_model_load
     from ultralytics.utils import DEFAULT_CFG_DICT, IterableSimpleNamespace
 
     model_class = SegmentationModel if TASK_OF_KIND[kind] == "segment" else DetectionModel
-    with quiet_ultralytics():
-        model = model_class(ARCHITECTURE_YAML[kind].format(size=size), nc=num_classes, verbose=False)
+    architecture = yaml_model_load(ARCHITECTURE_YAML[kind].format(size=size))
+    if activation != "silu":
+        architecture["activation"] = _ACTIVATION_MODULE[activation]
+    default_act = Conv.default_act
+    try:
+        with quiet_ultralytics():
+            model = model_class(architecture, nc=num_classes, verbose=False)
+    finally:
+        Conv.default_act = default_act
     # ultralytics' losses read box/cls/dfl gains from model.args, as its trainer sets them.
     model.args = IterableSimpleNamespace(**{**DEFAULT_CFG_DICT, "task": TASK_OF_KIND[kind],
                                             "single_cls": kind == "fastsam"})
@@ -162,5 +198,5 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int | None) -> 
     return [f"class{index}" for index in range(num_classes)]
 
 
-__all__ = ["build_model", "get_student_model", "load_weights", "parse_student_name", "student_kind", "student_name",
-           "transfer_weights", "valid_student_names"]
+__all__ = ["StudentSpec", "build_model", "get_student_model", "load_weights", "parse_student_name", "student_kind",
+           "student_name", "transfer_weights", "valid_student_names"]

@@ -45,13 +45,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 @pytest.fixture(scope="session")
 def make_student(demo: Demo) -> Callable[..., Student]:
-    def make(kind: str = "yolov8", seed: int = 0, live: bool = True) -> Student:
+    def make(kind: str = "yolov8", seed: int = 0, live: bool = True, activation: str = "silu") -> Student:
         """Seeded, and image-dependent unless `live` is False (BatchNorm statistics from the demo images: a plain
         random YOLO's outputs ignore the image, so int8 and fp32 would "agree" on constants); the class-score biases
         are zeroed so scores sit near 0.5 instead of ultralytics' ~1e-4 prior (it would otherwise detect nothing)."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            student = get_student_model(KIND_MODE[kind], "n", class_names=CLASS_NAMES, kind=kind)
+            student = get_student_model(KIND_MODE[kind], "n", class_names=CLASS_NAMES, kind=kind,
+                                        activation=activation)
         with torch.no_grad():
             for branch in student.model.model[-1].cv3:
                 branch[-1].bias.zero_()

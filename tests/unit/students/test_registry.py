@@ -11,7 +11,7 @@ import torch
 
 from mlcore.data.mode_config import ModeConfig
 from mlcore.errors import ConfigError, ModelError
-from mlcore.students import Student, get_student_model, parse_student_name, valid_student_names
+from mlcore.students import Student, get_student_model, parse_student_name, student_name, valid_student_names
 from mlcore.students.registry import student_kind
 from tests.unit.students.conftest import CLASS_NAMES
 
@@ -65,10 +65,34 @@ def test_bad_requests_are_config_errors() -> None:
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("yolov8n", ("yolov8", "n")), ("yolov8s-seg", ("yolov8_seg", "s")), ("fastsam-s", ("fastsam", "s")),
-    ("fastsam-x", ("fastsam", "x")), ("fastsam", ("fastsam", "s")), ("YOLOv8x-seg", ("yolov8_seg", "x"))])
-def test_parse_student_name(name: str, expected: tuple[str, str]) -> None:
+    ("yolov8n", ("yolov8", "n", "silu")), ("yolov8s-seg", ("yolov8_seg", "s", "silu")),
+    ("fastsam-s", ("fastsam", "s", "silu")), ("fastsam-x", ("fastsam", "x", "silu")),
+    ("fastsam", ("fastsam", "s", "silu")),
+    ("YOLOv8x-seg", ("yolov8_seg", "x", "silu")), ("yolov8n-relu", ("yolov8", "n", "relu")),
+    ("yolov8m-seg-relu", ("yolov8_seg", "m", "relu")), ("fastsam-relu", ("fastsam", "s", "relu"))])
+def test_parse_student_name(name: str, expected: tuple[str, str, str]) -> None:
     assert parse_student_name(name) == expected
+    assert parse_student_name(student_name(*expected)) == expected
+
+
+def test_a_relu_student_keeps_its_activation_and_leaves_the_next_student_silu(tmp_path: Path) -> None:
+    """ultralytics applies a yaml's activation by setting a class attribute; building a ReLU student must not turn
+    the next one (or ultralytics' own models) into ReLU, and the checkpoint keeps it."""
+    from ultralytics.nn.modules import Conv
+
+    relu = get_student_model("detection_only", class_names=["a"], activation="relu")
+    silu = get_student_model("detection_only", class_names=["a"])
+    assert (relu.activation, silu.activation) == ("relu", "silu")
+    assert not any(isinstance(module, torch.nn.SiLU) for module in relu.model.modules())
+    assert not any(isinstance(module, torch.nn.ReLU) for module in silu.model.modules())
+    assert isinstance(Conv.default_act, torch.nn.SiLU)
+    loaded = Student.load(relu.save(tmp_path / "relu.pt", imgsz=64))
+    assert loaded.activation == "relu" and loaded.model.yaml["activation"] == "nn.ReLU()"
+    pixels = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.eval()(pixels)[0], relu.model.eval()(pixels)[0], atol=0.05, rtol=0)
+    with pytest.raises(ConfigError, match="activation"):
+        get_student_model("detection_only", class_names=["a"], activation="gelu")
 
 
 def test_unknown_student_name_lists_the_valid_ones() -> None:
