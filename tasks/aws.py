@@ -42,7 +42,7 @@ def s3_client_options(aws_credentials: str | None) -> dict[str, Any]:
     if not aws_credentials:
         return {}
     block = load_aws_credentials(aws_credentials)
-    from mlcore.storage.s3 import make_s3_client  # boto3 loads only when S3 is used
+    from mlcore.storage.s3_client import make_s3_client  # boto3 loads only when S3 is used
 
     client_options = block.aws_client_parameters.get_params_override()
     return {"client": make_s3_client(session=block.get_boto3_session(), client_options=client_options)}

@@ -49,7 +49,9 @@ from mlcore.storage.upload import UploadResult, upload_files
 
 if TYPE_CHECKING:
     from mlcore.storage.mirror import MirroredDataset, mirror_coco_dataset
-    from mlcore.storage.s3 import RetryPolicy, S3Store, make_s3_client
+    from mlcore.storage.retry import RetryPolicy
+    from mlcore.storage.s3 import S3Store
+    from mlcore.storage.s3_client import make_s3_client
 
 __all__ = [
     "DEFAULT_LOCAL_ROOT",

@@ -38,7 +38,9 @@ from mlcore.io import atomic_open, write_json_atomic
 from mlcore.logs import get_logger
 from mlcore.storage.base import StorageError, join_key, normalize_key
 from mlcore.storage.location import is_s3_url, split_s3_url
-from mlcore.storage.s3 import SHA256_METADATA, ObjectInfo, RetryPolicy, S3Store, make_s3_client
+from mlcore.storage.retry import RetryPolicy
+from mlcore.storage.s3 import SHA256_METADATA, ObjectInfo, S3Store
+from mlcore.storage.s3_client import make_s3_client
 from mlcore.storage.s3_errors import MISSING_KEY_CODES, VerificationMismatch, error_code
 
 log = get_logger(__name__)

@@ -14,11 +14,7 @@ sha256 (``ChecksumSHA256``), each part of a multipart upload its own. A temp key
 sha256 recorded in its metadata are read back; a mismatch deletes it and uploads again. A run counts as stored only
 once its ``manifest.json``, written last, exists.
 
-Retries, two layers: botocore's own (a few quick tries of each HTTP request, for blips) inside each try of a whole
-operation, and :class:`RetryPolicy` around it: capped exponential backoff with jitter, bounded by a number of tries
-or by a time window (``RetryPolicy.for_outages(minutes)``: the longest outage an operation rides out). A retried
-upload first asks (HEAD) whether the previous try's object landed intact, so an answer lost on the way back does not
-send the file again.
+Retries: :class:`RetryPolicy` (retry.py) around each whole operation, botocore's own inside it.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import random
 import secrets
 import time
 from collections.abc import Callable
@@ -34,15 +29,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.manager import TransferManager
 
 from mlcore.io import atomic_open, sha256_file
 from mlcore.logs import get_logger
 from mlcore.storage.base import ArtifactStore, StorageError, StoredFile, normalize_key
+from mlcore.storage.retry import RetryPolicy
+from mlcore.storage.s3_client import make_s3_client
 from mlcore.storage.s3_errors import (
     MISSING_KEY_CODES,
     VerificationMismatch,
@@ -66,108 +61,9 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
     multipart_chunksize=16 * MiB,  # S3's minimum part size is 5 MiB
     max_concurrency=8,
 )
-MAX_POOL_CONNECTIONS = 32  # threads sharing one client (uploads in parts, dataset mirrors) each hold a connection
 PROBE_FOLDER = ".mlcore-write-check"  # probe() writes and removes one small object here, under the store's prefix
 PROBE_BODY = b"mlcore checks that it may write here; this object is removed at once\n"
 PROBE_WINDOW_S = 30.0  # how long probe() rides out an endpoint that does not answer
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try before giving up. Only transient failures are retried (see ``s3_errors``).
-
-    Waits grow exponentially from `base_delay_s` up to `max_delay_s`, each drawn between half and all of that
-    (jitter, so many clients do not come back in step). An operation gives up after `attempts` tries or, with
-    `window_s`, once it has kept failing that long, whichever comes first: `window_s` is the longest outage it
-    rides out. The default (3 tries, a few seconds) suits reads a person waits for; a run's store uses
-    :meth:`for_outages`.
-    """
-
-    attempts: int | None = 3
-    """Tries of a whole operation (an upload with all its parts, a download, a listing); None: as many as
-    `window_s` allows."""
-    base_delay_s: float = 1.0
-    """Wait before the second try; doubles each time, with jitter."""
-    max_delay_s: float = 30.0
-    """Longest wait between two tries."""
-    window_s: float | None = None
-    """Give up once an operation has been failing this long, counted from the start of its first failing try;
-    None: `attempts` alone decides."""
-    botocore_attempts: int = 5
-    """Tries of each single HTTP request inside one whole try (botocore's "standard" retry mode)."""
-
-    def __post_init__(self) -> None:
-        if self.attempts is None and self.window_s is None:
-            raise ValueError("RetryPolicy needs attempts or window_s: otherwise it would retry forever")
-        if self.attempts is not None and self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
-
-    @classmethod
-    def for_outages(cls, minutes: float, **changes: Any) -> RetryPolicy:
-        """Any number of tries while an operation has been failing for less than MINUTES, 1 s to 30 s apart."""
-        return cls(**{"attempts": None, "window_s": max(0.0, minutes) * 60.0, **changes})
-
-    def delay(self, attempt: int) -> float:
-        """The wait after failed try number ATTEMPT (1-based): capped exponential backoff with jitter."""
-        capped = min(self.max_delay_s, self.base_delay_s * 2 ** min(attempt - 1, 32))
-        return capped * random.uniform(0.5, 1.0)
-
-    def wait_before_next(self, attempt: int, failing_for: float) -> float | None:
-        """Seconds to wait before another try after try ATTEMPT failed, the operation having failed for
-        FAILING_FOR seconds; None: give up. The last wait ends when the window does, so its end gets one more try."""
-        if self.attempts is not None and attempt >= self.attempts:
-            return None
-        wait = self.delay(attempt)
-        if self.window_s is not None:
-            left = self.window_s - failing_for
-            if left <= 0:
-                return None
-            wait = min(wait, left)
-        return wait
-
-    def describe(self) -> str:
-        """``"up to 3 tries"`` / ``"tries for 10 min"``: for log lines."""
-        if self.window_s is None:
-            return f"up to {self.attempts} tries"
-        return f"tries for {duration(self.window_s)}" + (f", at most {self.attempts}" if self.attempts else "")
-
-
-def make_s3_client(
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    retry: RetryPolicy | None = None,
-    session: Any = None,
-    client_options: dict[str, Any] | None = None,
-) -> Any:
-    """A boto3 S3 client with mlcore's retry and timeout settings; unset arguments fall back to the environment and
-    the AWS credential chain.
-
-    `session` is a ready ``boto3.Session`` (e.g. ``AwsCredentials.get_boto3_session()`` of a Prefect block: its
-    keys, profile and region); `client_options` are extra ``session.client`` arguments (``endpoint_url``,
-    ``verify``, ``use_ssl``, a botocore ``config``, ...). A given ``config`` is merged over mlcore's, so its own
-    settings win.
-    """
-    retry = retry or RetryPolicy()
-    options = dict(client_options or {})
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": retry.botocore_attempts},
-        connect_timeout=10,
-        read_timeout=120,
-        max_pool_connections=MAX_POOL_CONNECTIONS,
-    )
-    given_config = options.pop("config", None)
-    if given_config is not None:
-        config = config.merge(given_config)
-    # None: botocore reads AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL itself
-    options["endpoint_url"] = endpoint_url or options.get("endpoint_url") or None
-    if session is None:
-        session = boto3.session.Session()
-        # botocore reads AWS_DEFAULT_REGION but not AWS_REGION, which most tools set
-        region = region or os.environ.get("AWS_REGION")
-    # a given session's own region (a block's region_name) comes before the environment's
-    options["region_name"] = region or session.region_name or os.environ.get("AWS_REGION") or None
-    return session.client("s3", config=config, **options)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from mlcore.data.prepare import prepare_dataset
 from mlcore.errors import DatasetError
 from mlcore.storage import S3Store, StorageError
 from mlcore.storage.mirror import INDEX_NAME, mirror_coco_dataset
-from mlcore.storage.s3 import RetryPolicy, make_s3_client
+from mlcore.storage.retry import RetryPolicy
+from mlcore.storage.s3_client import make_s3_client
 from tests.unit.storage.conftest import DUMMY_KEY_ID, DUMMY_SECRET, FlakyProxy
 
 IMAGES = 6

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlcore.storage import S3Store, StorageError
-from mlcore.storage.s3 import RetryPolicy
+from mlcore.storage.retry import RetryPolicy
 from tests.unit.storage.conftest import FakeClock, FlakyProxy
 
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from mlcore.data.demo import make_demo_dataset
-from mlcore.storage.s3 import RetryPolicy
+from mlcore.storage.retry import RetryPolicy
 from tasks.aws import S3Unreachable
 from tasks.fetch import fetch_dataset_task, needs_fetch
 from tasks.policy import retry_transient
