@@ -106,24 +106,46 @@ def yolo_dataset(annotations: Path, root: Path) -> Path:
     return yaml
 
 
-def train_student(task: str, yaml: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def architecture(task: str, activation: str, work: Path) -> str:
+    """ultralytics' yaml for the task; for ReLU a copy with `activation: nn.ReLU()` (named yolov8n-...: ultralytics
+    reads the scale from the file name)."""
+    name = TASKS[task][0]
+    if activation == "silu":
+        return name
+    from ultralytics.nn.tasks import yaml_model_load
+
+    config = {key: value for key, value in yaml_model_load(name).items() if key != "yaml_file"}
+    target = work / name.replace(".yaml", f"-{activation}.yaml")
+    target.write_text(json.dumps({**config, "activation": "nn.ReLU()"}, indent=1))  # JSON is YAML
+    return str(target)
+
+
+def train_student(task: str, activation: str, yaml: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """A YOLOv8n(-seg) from its architecture file, trained by ultralytics' own trainer for a few epochs."""
     from mlcore.students.ultralytics_setup import quiet_ultralytics, ultralytics_module
 
     ultralytics = ultralytics_module()
+    from ultralytics.nn.modules import Conv
+
     best = out / "train" / "weights" / "last.pt"
     info = out / "training.json"
     if best.is_file() and info.is_file():
         return {**json.loads(info.read_text()), "path": best, "reused": True}
     started = time.perf_counter()
-    with quiet_ultralytics():
-        model = ultralytics.YOLO(TASKS[task][0], task=task)
-        model.train(data=str(yaml), epochs=args.epochs, imgsz=args.train_imgsz, batch=args.batch, workers=0,
-                    device="cpu", amp=False, plots=False, val=False, seed=0, deterministic=True,
-                    project=str(out), name="train", exist_ok=True, verbose=False, patience=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model_yaml = architecture(task, activation, out)
+    default_act = Conv.default_act  # ultralytics applies a yaml's activation to this class attribute
+    try:
+        with quiet_ultralytics():
+            model = ultralytics.YOLO(model_yaml, task=task)
+            model.train(data=str(yaml), epochs=args.epochs, imgsz=args.train_imgsz, batch=args.batch, workers=0,
+                        device="cpu", amp=False, plots=False, val=False, seed=0, deterministic=True,
+                        project=str(out), name="train", exist_ok=True, verbose=False, patience=0)
+    finally:
+        Conv.default_act = default_act
     record = {"trained_here": True, "seconds": time.perf_counter() - started, "epochs": args.epochs,
-              "imgsz": args.train_imgsz, "batch": args.batch, "images": args.train_images,
-              "recipe": f"ultralytics YOLO('{TASKS[task][0]}').train on the generated shapes (polygon labels), "
+              "imgsz": args.train_imgsz, "batch": args.batch, "images": args.train_images, "activation": activation,
+              "recipe": f"ultralytics YOLO('{Path(model_yaml).name}').train on the generated shapes (polygon labels), "
                         "default augmentation, amp off, seed 0, last epoch's weights"}
     info.write_text(json.dumps(record, indent=2) + "\n")
     return {**record, "path": best, "reused": False}
@@ -204,8 +226,10 @@ def _onnx_backend(model: Any) -> Any:
     raise RuntimeError("could not find ultralytics' ONNX Runtime session to set its threads")
 
 
-def per_image_latency(paths: dict[str, Path], task: str, images: list[Path], args: argparse.Namespace
-                      ) -> dict[str, Any]:
+def per_image_latency(paths: dict[str, Path], task: str, images: list[Path], args: argparse.Namespace,
+                      silu_fp32: Path | None = None) -> dict[str, Any]:
+    """silu_fp32: for a ReLU student, the SiLU student's fp32 file, which ultralytics' predict also runs in the
+    round-robin (the model a user of ultralytics' default architecture would have)."""
     import cv2
     import numpy as np
 
@@ -217,6 +241,7 @@ def per_image_latency(paths: dict[str, Path], task: str, images: list[Path], arg
                "mlcore_int8": engine(paths["mlcore_int8"], args)}
     ultralytics = ultralytics_model(paths["fp32"], task, args, bgrs[0])
     own_export = ultralytics_model(paths["ultralytics_export"], task, args, bgrs[0])
+    silu_student = ultralytics_model(silu_fp32, task, args, bgrs[0]) if silu_fp32 else None
     letterboxed = [yolo_letterbox(640)([rgb])[0] for rgb in rgbs]
 
     def ultralytics_predict(model: Any) -> Any:
@@ -232,6 +257,9 @@ def per_image_latency(paths: dict[str, Path], task: str, images: list[Path], arg
     feeds = {"ultralytics_fp32": _onnx_backend(ultralytics).session,
              "ultralytics_fp32_own_export": _onnx_backend(own_export).session,
              "mlcore_fp32": engines["mlcore_fp32"].session, "mlcore_int8": engines["mlcore_int8"].session}
+    if silu_student is not None:
+        predict["ultralytics_fp32_silu_student"] = ultralytics_predict(silu_student)
+        feeds["ultralytics_fp32_silu_student"] = _onnx_backend(silu_student).session
     forward = {name: (lambda index, s=s: s.run(None, {s.get_inputs()[0].name: letterboxed[index]}))
                for name, s in feeds.items()}
     names = list(predict)
@@ -305,6 +333,18 @@ def agreement(ultralytics: Any, engine: Any, bgrs: list[Any], rgbs: list[Any], a
             "mask_pixels_differing": mask_pixels_differing, "mask_pixels": mask_pixels}
 
 
+def accuracy(paths: dict[str, Path], annotations: Path) -> dict[str, Any]:
+    """COCO mAP (pycocotools, mlcore's evaluation at conf 0.001) of the fp32 and INT8 files on the measured images:
+    what INT8 and the activation cost in accuracy."""
+    from mlcore.optimization import evaluate_model_file
+
+    scores = {name: evaluate_model_file(paths[name], annotations, val_images=annotations.parent / "images")
+              for name in ("fp32", "mlcore_int8")}
+    keys = [key for key in ("map50_95", "map50", "mask_map50_95", "mask_map50") if key in scores["fp32"]]
+    return {**{name: {key: round(values[key], 4) for key in keys} for name, values in scores.items()},
+            "int8_minus_fp32": {key: round(scores["mlcore_int8"][key] - scores["fp32"][key], 4) for key in keys}}
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {"runs": len(values), "p50_ms": statistics.median(values),
@@ -372,20 +412,25 @@ def folder_throughput(paths: dict[str, Path], task: str, folder: Path, work: Pat
 
 def goals(per_task: dict[str, Any]) -> dict[str, Any]:
     table: dict[str, Any] = {}
+    peers = (("ultralytics_fp32", "", "on mlcore's fp32 file"),
+             ("ultralytics_fp32_own_export", ".own_export", "on its own export"),
+             ("ultralytics_fp32_silu_student", ".vs_silu_student",
+              "on the SiLU student's fp32 file (ultralytics' default architecture)"))
     for task, record in per_task.items():
-        latency, folder = record["latency"], record["folder"]
+        latency, folder = record["latency"], record.get("folder")
         p50 = {name: entry["p50_ms"] for name, entry in latency["predict"].items() if isinstance(entry, dict)
                and "p50_ms" in entry}
         for name, key in (("mlcore_int8", "mlcore_int8_vs_ultralytics_fp32"),
                           ("mlcore_fp32", "mlcore_fp32_vs_ultralytics_fp32")):
-            for peer, suffix, what in (("ultralytics_fp32", "", "on mlcore's fp32 file"),
-                                       ("ultralytics_fp32_own_export", ".own_export", "on its own export")):
+            for peer, suffix, what in peers:
+                if peer not in p50:
+                    continue
                 value = p50[name] / p50[peer]
                 table[f"{task}.{key}{suffix}"] = {
                     "value": value, "goal": GOALS[key], "met": value <= GOALS[key],
                     "what": f"{name} predict p50 / ultralytics fp32 predict p50 {what}, end to end per image, "
                             "batch 1"}
-        for name, value in folder["ratio_same_file"].items():
+        for name, value in (folder or {}).get("ratio_same_file", {}).items():
             key = "infer_folder_vs_ultralytics_images_per_s"
             table[f"{task}.{key}.{name}"] = {
                 "value": value, "goal": GOALS[key], "met": value >= GOALS[key],
@@ -399,6 +444,9 @@ def main() -> None:
     parser.add_argument("--detect-model", type=Path, default=None, help="a trained YOLOv8 detect .pt")
     parser.add_argument("--segment-model", type=Path, default=None, help="a trained YOLOv8-seg .pt")
     parser.add_argument("--tasks", default="detect,segment")
+    parser.add_argument("--activations", default="silu,relu",
+                        help="students per task: silu (ultralytics' architecture) and relu (mlcore's -relu variant; "
+                             "measured per image, against the SiLU student's file too; no folder run)")
     parser.add_argument("--train-images", type=int, default=96)
     parser.add_argument("--images", type=int, default=50, help="held-out images measured")
     parser.add_argument("--epochs", type=int, default=30)
@@ -461,29 +509,42 @@ def main() -> None:
                           "train_seed": 0, "measure_seed": 1}
         phase("data", started)
         for task in args.tasks.split(","):
-            given = args.detect_model if task == "detect" else args.segment_model
-            started = time.perf_counter()
-            if given is not None:
-                student = {"path": given, "trained_here": False}
-            else:
-                student = train_student(task, yaml, work / f"student_{task}", args)
-            phase(f"{task}: student", started)
-            torch.set_num_threads(args.threads)  # ultralytics' trainer changes it
-            started = time.perf_counter()
-            exports = export(Path(student["path"]), train_images, work / f"export_{task}", args.calibration_images)
-            phase(f"{task}: exports", started)
-            torch.set_num_threads(args.threads)
-            started = time.perf_counter()
-            latency = per_image_latency(exports["paths"], task, measure_images, args)
-            phase(f"{task}: per-image latency", started)
-            started = time.perf_counter()
-            folder = folder_throughput(exports["paths"], task, measure_folder, work, args)
-            phase(f"{task}: folder throughput", started)
-            record["tasks"][task] = {
-                "student": {key: str(value) if isinstance(value, Path) else value for key, value in student.items()},
-                "exports": {key: ({name: path.name for name, path in value.items()} if key == "paths" else value)
-                            for key, value in exports.items()},
-                "latency": latency, "folder": folder}
+            silu_fp32 = None
+            for activation in args.activations.split(","):
+                key = task if activation == "silu" else f"{task}_{activation}"
+                given = args.detect_model if task == "detect" else args.segment_model
+                given = given if activation == "silu" else None
+                started = time.perf_counter()
+                if given is not None:
+                    student = {"path": given, "trained_here": False}
+                else:
+                    student = train_student(task, activation, yaml, work / f"student_{key}", args)
+                phase(f"{key}: student", started)
+                torch.set_num_threads(args.threads)  # ultralytics' trainer changes it
+                started = time.perf_counter()
+                exports = export(Path(student["path"]), train_images, work / f"export_{key}", args.calibration_images)
+                phase(f"{key}: exports", started)
+                torch.set_num_threads(args.threads)
+                started = time.perf_counter()
+                latency = per_image_latency(exports["paths"], task, measure_images, args,
+                                            silu_fp32=silu_fp32 if activation != "silu" else None)
+                phase(f"{key}: per-image latency", started)
+                started = time.perf_counter()
+                scores = accuracy(exports["paths"], measure_annotations)
+                phase(f"{key}: accuracy", started)
+                entry: dict[str, Any] = {
+                    "activation": activation,
+                    "student": {name: str(value) if isinstance(value, Path) else value
+                                for name, value in student.items()},
+                    "exports": {name: ({file: path.name for file, path in value.items()} if name == "paths" else value)
+                                for name, value in exports.items()},
+                    "latency": latency, "accuracy": scores}
+                if activation == "silu":
+                    silu_fp32 = exports["paths"]["fp32"]
+                    started = time.perf_counter()
+                    entry["folder"] = folder_throughput(exports["paths"], task, measure_folder, work, args)
+                    phase(f"{key}: folder throughput", started)
+                record["tasks"][key] = entry
         record["goals"] = goals(record["tasks"])
     finally:
         record["machine"]["load_average_at_end"] = loads()
@@ -497,12 +558,15 @@ def main() -> None:
 
 def print_table(record: dict[str, Any]) -> None:
     for task, entry in record["tasks"].items():
-        latency, folder = entry["latency"], entry["folder"]
-        print(f"\n{task}: per image, ms (p50)      predict   session   overhead   detections", file=sys.stderr)
+        latency = entry["latency"]
+        print(f"\n{task}: per image, ms (p50)             predict   session   overhead   detections", file=sys.stderr)
         for name in latency["mean_detections"]:
-            print(f"  {name:<26}{latency['predict'][name]['p50_ms']:>9.1f}{latency['session'][name]['p50_ms']:>10.1f}"
+            print(f"  {name:<33}{latency['predict'][name]['p50_ms']:>9.1f}{latency['session'][name]['p50_ms']:>10.1f}"
                   f"{latency['overhead_ms'][name]:>11.1f}{latency['mean_detections'][name]:>13.2f}", file=sys.stderr)
-        for name, value in folder["images_per_s"].items():
+        for name, scores in entry["accuracy"].items():
+            print(f"  accuracy {name:<24}" + "  ".join(f"{key} {value:.3f}" for key, value in scores.items()),
+                  file=sys.stderr)
+        for name, value in entry.get("folder", {}).get("images_per_s", {}).items():
             print(f"  folder {name:<40}{value:>8.1f} images/s", file=sys.stderr)
     for key, goal in record.get("goals", {}).items():
         print(f"{key}: {goal['value']:.3f} (goal {goal['goal']}) {'met' if goal['met'] else 'NOT met'}",

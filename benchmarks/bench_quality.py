@@ -13,6 +13,8 @@ train/val/test, and an unlabelled pool of the same domain.
 3. students: distilled from teacher labels on the pool plus the labelled train split (prefer_ground_truth), and the
    same student, same epochs, on the labelled train split alone -> box and mask mAP;
 4. the distilled student exported to ONNX and INT8 (static, calibrated) -> mAP of each file, and the gate's drop.
+With --relu-student, steps 3 (distilled) and 4 again for the student's "-relu" variant (`students.distilled_relu`,
+`exports_relu`): what the int8-friendly activation costs in accuracy, on the same teachers and data.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def studio_forgetting(teachers_dir: Path, images: int) -> dict[str, float]:
 
 
 def distil(data: Path, teachers: Path, output: Path, *, unlabeled: Path | None, epochs: int, imgsz: int,
-           batch: int) -> tuple[Path, float]:
+           batch: int, student: str | None = None) -> tuple[Path, float]:
     from mlcore.config.schemas.students import StudentTraining
     from mlcore.config.schemas.training import TrainingDynamicsConfig
     from mlcore.data.mode_config import ModeConfig
@@ -95,7 +97,7 @@ def distil(data: Path, teachers: Path, output: Path, *, unlabeled: Path | None, 
 
     started = time.perf_counter()
     trainer = DistillationTrainer(output, ModeConfig.read(data), train=data / "train.json", val=data / "val.json",
-                                  teachers_dir=teachers, unlabeled_dir=unlabeled,
+                                  teachers_dir=teachers, unlabeled_dir=unlabeled, student=student,
                                   training=StudentTraining(imgsz=imgsz, epochs=epochs, batch=batch, patience=0),
                                   dynamics=TrainingDynamicsConfig(warmup_epochs=1.0, seed=0), progress=False)
     return trainer.run().best_path, time.perf_counter() - started
@@ -146,6 +148,13 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     exports = exported_maps(distilled, data, work / "export", args.imgsz)
     seconds["export"] = time.perf_counter() - started
+    if args.relu_student:  # the same distillation with the int8-friendly student (mlcore's "-relu" variant)
+        name = f"{mode.recommended_student}-relu"
+        relu, seconds["distilled_relu_student"] = distil(data, work / "teachers", work / "distilled_relu",
+                                                         unlabeled=pool, epochs=args.student_epochs,
+                                                         imgsz=args.imgsz, batch=args.batch, student=name)
+        students["distilled_relu"] = {"student": name, **student_map(relu, data, "test", args.imgsz)}
+        relu_exports = exported_maps(relu, data, work / "export_relu", args.imgsz)
     teacher_map50_95 = tuned["box"]["map50_95"]
     return {
         "data": {"domain": "field (never seen in pretraining)", "labelled": args.labelled, "pool": args.pool,
@@ -159,6 +168,7 @@ def quality(work: Path, args: argparse.Namespace) -> dict:
         "forgetting_on_pretraining_domain": forgetting,
         "students": students,
         "exports": exports,
+        **({"exports_relu": relu_exports} if args.relu_student else {}),
         "ratios": {
             "lora_gain_map50_95": teacher_map50_95 - zero_shot["box"]["map50_95"],
             "distilled_over_tuned_teacher_map50_95": (students["distilled"]["map50_95"] / teacher_map50_95
@@ -181,6 +191,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--forgetting-images", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--relu-student", action="store_true",
+                        help="also distil the ReLU variant of the student (same teachers, data, epochs) and export it")
     parser.add_argument("--quick", action="store_true", help="a smaller seeded run")
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args()
