@@ -1,11 +1,12 @@
 """End to end on CPU: mlcore's ONNX engine (fp32 and INT8) against ultralytics' own `YOLO(model.onnx).predict`.
 
-    python benchmarks/bench_end_to_end.py                      # train two small students, export, measure (~35 min)
+    python benchmarks/bench_end_to_end.py                      # train four small students, export, measure (~70 min)
     python benchmarks/bench_end_to_end.py --work /tmp/e2e      # keep (and on a rerun reuse) students and exports
     python benchmarks/bench_end_to_end.py --detect-model d.pt --segment-model s.pt   # existing students
-    python benchmarks/bench_end_to_end.py --quick              # smoke run: 1 epoch, few images, 1 round (~3 min)
+    python benchmarks/bench_end_to_end.py --quick              # smoke run: 1 epoch, few images, 1 round (~2 min)
 
-In one run, per task (detect: YOLOv8n, segment: YOLOv8n-seg, 3 classes):
+In one run, per task (detect: YOLOv8n, segment: YOLOv8n-seg, 3 classes) and per activation (silu: ultralytics'
+architecture; relu: mlcore's "-relu" student, the same yaml with `activation: nn.ReLU()`; --activations):
 1. a student lightly trained here with ultralytics' own trainer on generated shapes (`mlcore.data.demo`, 640x480,
    polygons; 30 epochs at 480), so that at conf 0.25 it finds the objects (a few boxes per image, as a real model
    does; random weights give none or hundreds);
@@ -21,8 +22,10 @@ In one run, per task (detect: YOLOv8n, segment: YOLOv8n-seg, 3 classes):
    `ONNXEngine(fp32).predict(rgb)` and `ONNXEngine(int8).predict(rgb)`, and ultralytics' predict on its own export,
    each end to end; then each
    ONNX Runtime session alone on the letterboxed array. Medians over all rounds, paired per-image ratios, and the
-   agreement of mlcore's detections with ultralytics' (boxes, masks) on every image;
-4. folder throughput (images/s, medians over rounds, order alternating): ultralytics
+   agreement of mlcore's detections with ultralytics' (boxes, masks) on every image. For a ReLU student,
+   ultralytics' predict on the SiLU student's fp32 file joins the round-robin (the default model a user of
+   ultralytics would run instead). Then the COCO mAP of the fp32 and INT8 files on the same images;
+4. (SiLU students) folder throughput (images/s, medians over rounds, order alternating): ultralytics
    `predict(source=folder, stream=True)` (decodes, predicts, builds Results; writes nothing) against `infer_folder`
    (what `mlcore infer` runs: decodes, predicts, draws and writes every overlay, writes predictions.json and
    inference.json; batch 8, 2 worker threads), each pair on one file: the static batch-1 file (ultralytics

@@ -35,8 +35,8 @@ FASTSAM_CLASS_NAME = "object"  # StudentFastSamConfig.data.class_name's default
 FASTSAM_DEFAULT_SIZE = "s"  # FastSAM-s, the smaller published FastSAM
 _NAME_PATTERN = re.compile(
     r"^(?:yolov8(?P<v8>[nslmx])(?P<seg>-seg)?|fastsam(?:-(?P<fs>[nslmx]))?)(?:-(?P<act>relu))?$")
-# ultralytics' yaml key, evaluated by its parse_model
-_ACTIVATION_MODULE = {"silu": "nn.SiLU()", "relu": "nn.ReLU()"}
+# the yaml's "activation" (ultralytics' parse_model evaluates it); SiLU is the yaml's own default
+_ACTIVATION_MODULE = {"relu": "nn.ReLU()"}
 _NO_DOWNLOAD_FIX = ("give the path of a local .pt file; mlcore never downloads weights (on a machine with internet, "
                     "fetch e.g. yolov8n.pt from the ultralytics releases and copy it here; "
                     "scripts/download_pretrained_models.sh covers only the teachers), or set weights to null to "
@@ -44,6 +44,8 @@ _NO_DOWNLOAD_FIX = ("give the path of a local .pt file; mlcore never downloads w
 
 
 class StudentSpec(NamedTuple):
+    """What a student name says: kind (yolov8 | yolov8_seg | fastsam), size, activation (silu | relu)."""
+
     kind: str
     size: str
     activation: str = "silu"
