@@ -87,14 +87,18 @@ def infer(
     class_names: Annotated[Optional[str], typer.Option("--class-names", help="Comma-separated class names, for "
                                                        "models that do not carry them.")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Input size, for models that do not say it.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="ONNX Runtime threads for the model (default: one "
+                                                   "per core); leave cores to other work on a shared device.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Threads that decode the next images and write the previous "
+                                         "outputs while the model runs.")] = 2,
 ) -> None:
     """Run a model on images; write overlays (boxes, names, masks) and a COCO results file."""
     from mlcore.inference import infer_folder, load_engine
 
     names = [name.strip() for name in class_names.split(",")] if class_names else None
-    engine = load_engine(model, device=device, imgsz=imgsz, class_names=names)
+    engine = load_engine(model, device=device, imgsz=imgsz, class_names=names, threads=threads)
     summary = infer_folder(engine, source, output, conf=conf, iou=iou, batch_size=batch_size, images_dir=images,
-                           progress=True)
+                           progress=True, workers=workers)
     stdout.print(f"{summary.num_images} image(s), {summary.num_detections} detection(s) "
                  f"({', '.join(f'{k} {v}' for k, v in summary.detections_per_class.items()) or 'none'})",
                  highlight=False)

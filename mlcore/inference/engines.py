@@ -22,11 +22,12 @@ ENGINE_OF_SUFFIX: dict[str, type[EngineBase]] = {
 
 
 def load_engine(path: str | os.PathLike[str], *, device: str = "auto", imgsz: int | None = None,
-                class_names: Sequence[str] | None = None) -> InferenceEngine:
+                class_names: Sequence[str] | None = None, threads: int | None = None) -> InferenceEngine:
     """.pt -> PyTorchEngine, .onnx -> ONNXEngine, .engine / .plan -> TensorRTEngine.
 
     device: "auto" (CUDA when the runtime has it, else CPU), "cpu", "cuda", "cuda:N". imgsz / class_names: for
-    models whose file does not say (or to override what it says).
+    models whose file does not say (or to override what it says). threads: ONNX Runtime's intra-op threads (its
+    default: one per core), for a device that runs other work beside the model; other engines ignore it.
     """
     path = Path(path)
     engine = ENGINE_OF_SUFFIX.get(path.suffix.lower())
@@ -35,6 +36,8 @@ def load_engine(path: str | os.PathLike[str], *, device: str = "auto", imgsz: in
                          fix=f"give a model file ending in {', '.join(ENGINE_OF_SUFFIX)}")
     if not path.is_file():
         raise ModelError("model file not found", where=str(path), fix="check the path")
+    if engine is ONNXEngine:
+        return ONNXEngine(path, device=device, imgsz=imgsz, class_names=class_names, threads=threads)
     return engine(path, device=device, imgsz=imgsz, class_names=class_names)
 
 

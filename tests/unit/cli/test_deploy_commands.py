@@ -70,6 +70,21 @@ def test_infer_writes_overlays_and_a_results_file(setup) -> None:
     assert all(len(record["bbox"]) == 4 and record["score"] >= 0.001 for record in predictions)
 
 
+def test_infer_threads_and_workers_change_the_speed_not_the_results(setup, tmp_path: Path) -> None:
+    from mlcore.optimization import export_to_onnx
+
+    onnx_path = export_to_onnx(setup["model"], tmp_path / "model.onnx", imgsz=IMGSZ).path
+    runs = {}
+    for label, extra in (("default", []), ("pinned", ["--threads", "1", "--workers", "1"])):
+        invoke("infer", "--model", str(onnx_path), "--source", str(setup["images"]), "--output",
+               str(tmp_path / label), "--conf", "0.001", *extra)
+        runs[label] = json.loads((tmp_path / label / "predictions.json").read_text())
+    assert runs["pinned"] and runs["pinned"] == runs["default"]
+    refused = runner.invoke(app, ["infer", "--model", str(onnx_path), "--source", str(setup["images"]), "--output",
+                                  str(tmp_path / "bad"), "--workers", "0"])
+    assert refused.exit_code == 2 and "--workers" in refused.output and not (tmp_path / "bad").exists()
+
+
 def test_evaluate_predictions_equals_pycocotools_on_the_same_files(setup) -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
