@@ -26,7 +26,13 @@ TEMPLATES = PROJECT / "deployments"
 
 
 def api(env: dict[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    response = httpx.request(method, env["PREFECT_API_URL"] + path, json=body, timeout=30)
+    """One REST call, retried as Prefect's own client retries: on 429, 502 and 503 (the server answers 503 while its
+    SQLite database is busy, which a loaded 2-core machine running a worker and flow runs beside it reaches)."""
+    for attempt in range(6):
+        response = httpx.request(method, env["PREFECT_API_URL"] + path, json=body, timeout=30)
+        if response.status_code not in (429, 502, 503):
+            break
+        time.sleep(min(2 ** attempt, 10))
     if response.status_code == 404:
         return None
     response.raise_for_status()
@@ -70,7 +76,11 @@ def worker(env: dict[str, str], pool: str, log: Path) -> Iterator[None]:
             yield
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # Prefect's graceful shutdown can outlast a loaded machine's patience
+                process.kill()
+                process.wait(timeout=30)
 
 
 def finished(env: dict[str, str], run_id: str) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ def test_the_engines_share_one_interface() -> None:
         assert len(set(signatures.values())) == 1, signatures
     constructors = [list(inspect.signature(engine).parameters)[1:] for engine in ENGINES]
     assert all({"device", "imgsz", "class_names"} <= set(parameters) for parameters in constructors)
-    assert list(inspect.signature(load_engine).parameters) == ["path", "device", "imgsz", "class_names"]
+    assert list(inspect.signature(load_engine).parameters) == ["path", "device", "imgsz", "class_names", "threads"]
 
 
 def test_each_engine_is_an_inference_engine(detect_model: Exported, tmp_path: Path) -> None:
@@ -45,6 +45,8 @@ def test_each_engine_is_an_inference_engine(detect_model: Exported, tmp_path: Pa
         assert engine.class_names == CLASS_NAMES and engine.imgsz == IMGSZ and engine.task == "detect"
         assert engine.device == "cpu"
     assert [engine.name for engine in engines] == ["pytorch:student.pt", "onnx:student.onnx"]
+    pinned = load_engine(detect_model.onnx, threads=1)  # `mlcore infer --threads`: ONNX Runtime's intra-op threads
+    assert pinned.session.get_session_options().intra_op_num_threads == 1
     (tmp_path / "student.engine").write_bytes(b"\0" * 16)
     engine = tensorrt_engine(tmp_path / "student.engine")
     assert isinstance(engine, InferenceEngine) and all(hasattr(engine, name) for name in ATTRIBUTES)
