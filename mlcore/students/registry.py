@@ -124,7 +124,8 @@ def build_model(kind: str, size: str, num_classes: int, activation: str = "silu"
     """ultralytics DetectionModel / SegmentationModel from the architecture yaml, with its default hyperparameters.
 
     The activation goes into the yaml dict (so the model's own `yaml` records it); ultralytics' parser applies it by
-    setting the class attribute `Conv.default_act`, which is put back after, so later models are not changed.
+    setting the class attribute `Conv.default_act`. ultralytics 8.4 puts it back itself, older releases this project
+    allows (>= 8.3) leave it set for every later model, so it is put back here too.
     """
     configure_ultralytics()
     from ultralytics.nn.modules import Conv

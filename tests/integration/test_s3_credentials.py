@@ -78,8 +78,10 @@ def flow_run_records(flow_run_id: Any) -> str:
     from prefect import get_client
     from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, LogFilter,
                                                 LogFilterFlowRunId)
+    from prefect.logging.handlers import APILogHandler
 
     async def read() -> str:
+        await APILogHandler.aflush()  # logs travel in batches: send what the finished run left in the queue
         async with get_client() as client:
             run = await client.read_flow_run(flow_run_id)
             logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
